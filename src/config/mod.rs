@@ -1,0 +1,482 @@
+//! The deployment config (TOML), validated before any I/O.
+//!
+//! [`parse`] is pure: text in, a [`Config`] or every problem at once out, each with the file,
+//! the key and the reason. [`load`] reads the file, parses it, then checks what the config
+//! points at (the site file, the roster file) and reports those problems in the same list.
+//! Bad config exits 64 (EX_USAGE) in `main`.
+
+mod duration;
+mod secret;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+pub use duration::parse_duration;
+pub use secret::{read_secret, SecretError};
+
+use crate::core::{site, EvictionPolicy, Guard, Mode, Policy, Site};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The config file itself; relative paths inside it resolve against its folder.
+    pub file: PathBuf,
+    pub site: SiteConfig,
+    pub store: StoreConfig,
+    pub access: AccessConfig,
+    pub pms: PmsConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    pub id: String,
+    pub timezone: chrono_tz::Tz,
+    pub site_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessConfig {
+    /// The mode a new store starts in; afterwards the mode lives in the store.
+    pub mode: Mode,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug)]
+pub struct PmsConfig {
+    pub source: PmsSource,
+    pub poll_interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PmsSource {
+    /// A normalized roster file, for properties without an API and for the demo.
+    File { path: PathBuf },
+}
+
+/// One problem: which file, which key, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+/// Every problem found, in the order found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if e.key.is_empty() {
+                write!(f, "{}: {}", e.file.display(), e.reason)?;
+            } else {
+                write!(f, "{}: {}: {}", e.file.display(), e.key, e.reason)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub const PMS_KINDS: &[&str] = &["file"];
+
+/// Collects problems while a table is read, and flags keys nobody asked for.
+struct Reader {
+    errors: Vec<(String, String)>,
+}
+
+struct Section<'t> {
+    path: String,
+    table: Option<&'t Table>,
+    allowed: Vec<&'static str>,
+}
+
+impl Reader {
+    fn err(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push((key.into(), reason.into()));
+    }
+
+    fn section<'t>(&mut self, root: &'t Table, name: &str, required: bool) -> Section<'t> {
+        let table = match root.get(name) {
+            Some(Value::Table(t)) => Some(t),
+            Some(other) => {
+                self.err(name, format!("must be a table, not {}", other.type_str()));
+                None
+            }
+            None => {
+                if required {
+                    self.err(name, "section is missing");
+                }
+                None
+            }
+        };
+        Section {
+            path: name.to_string(),
+            table,
+            allowed: Vec::new(),
+        }
+    }
+
+    fn sub<'t>(&mut self, parent: &mut Section<'t>, name: &'static str) -> Section<'t> {
+        parent.allowed.push(name);
+        let path = format!("{}.{name}", parent.path);
+        let table = match parent.table.and_then(|t| t.get(name)) {
+            Some(Value::Table(t)) => Some(t),
+            Some(other) => {
+                self.err(&path, format!("must be a table, not {}", other.type_str()));
+                None
+            }
+            None => None,
+        };
+        Section {
+            path,
+            table,
+            allowed: Vec::new(),
+        }
+    }
+
+    fn value<'t>(&mut self, s: &mut Section<'t>, key: &'static str) -> Option<&'t Value> {
+        s.allowed.push(key);
+        s.table.and_then(|t| t.get(key))
+    }
+
+    fn string(&mut self, s: &mut Section, key: &'static str, required: bool) -> Option<String> {
+        let path = format!("{}.{key}", s.path);
+        match self.value(s, key) {
+            Some(Value::String(v)) if v.trim().is_empty() => {
+                self.err(path, "must not be empty");
+                None
+            }
+            Some(Value::String(v)) => Some(v.clone()),
+            Some(other) => {
+                self.err(path, format!("must be a string, not {}", other.type_str()));
+                None
+            }
+            None => {
+                if required && s.table.is_some() {
+                    self.err(path, "is required");
+                }
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, s: &mut Section, key: &'static str) -> Option<f64> {
+        let path = format!("{}.{key}", s.path);
+        match self.value(s, key) {
+            Some(Value::Integer(i)) => Some(*i as f64),
+            Some(Value::Float(f)) => Some(*f),
+            Some(other) => {
+                self.err(path, format!("must be a number, not {}", other.type_str()));
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn duration(&mut self, s: &mut Section, key: &'static str, default: Duration) -> Duration {
+        let path = format!("{}.{key}", s.path);
+        match self.string(s, key, false) {
+            Some(text) => match parse_duration(&text) {
+                Ok(d) => d,
+                Err(reason) => {
+                    self.err(path, reason);
+                    default
+                }
+            },
+            None => default,
+        }
+    }
+
+    fn path(
+        &mut self,
+        s: &mut Section,
+        key: &'static str,
+        base: &Path,
+        required: bool,
+    ) -> Option<PathBuf> {
+        self.string(s, key, required).map(|p| base.join(p))
+    }
+
+    /// Report keys that no reader asked for. Names that look like secrets get a hint: they
+    /// belong in a file, never inline.
+    fn finish(&mut self, s: Section) {
+        let Some(t) = s.table else { return };
+        for key in t.keys() {
+            if s.allowed.contains(&key.as_str()) {
+                continue;
+            }
+            let path = format!("{}.{key}", s.path);
+            let lower = key.to_ascii_lowercase();
+            let secretish = [
+                "secret",
+                "password",
+                "token",
+                "api_key",
+                "apikey",
+                "client_id",
+            ]
+            .iter()
+            .any(|w| lower.contains(w));
+            if secretish && !lower.ends_with("_file") {
+                self.err(
+                    path,
+                    format!(
+                        "secrets are never written inline: put the value in a file (or a systemd \
+                         credential) and name it with `{key}_file`"
+                    ),
+                );
+            } else {
+                self.err(path, "unknown key");
+            }
+        }
+    }
+}
+
+/// Parse and validate a deployment config. Pure: reads nothing but `text`.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let wrap = |errors: Vec<(String, String)>| {
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|(key, reason)| ConfigError {
+                    file: file.to_path_buf(),
+                    key,
+                    reason,
+                })
+                .collect(),
+        )
+    };
+    let root: Table = match text.parse::<Table>() {
+        Ok(t) => t,
+        Err(e) => return Err(wrap(vec![(String::new(), toml_error(&e))])),
+    };
+    let mut r = Reader { errors: Vec::new() };
+
+    let mut s = r.section(&root, "site", true);
+    let id = r.string(&mut s, "id", true);
+    if let Some(id) = &id {
+        if !site::valid_id(id) {
+            r.err(
+                "site.id",
+                "must be 1-64 characters of a-z, A-Z, 0-9, '-', '_' or '.'",
+            );
+        }
+    }
+    let timezone = match r.string(&mut s, "timezone", true) {
+        Some(tz) => match tz.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                r.err(
+                    "site.timezone",
+                    format!("{tz:?} is not an IANA time zone (for example \"America/Denver\")"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let site_file = r.path(&mut s, "site_file", &base, false);
+    r.finish(s);
+
+    let mut s = r.section(&root, "store", true);
+    let store_path = r.path(&mut s, "path", &base, true);
+    r.finish(s);
+
+    let mut s = r.section(&root, "access", false);
+    let mode = match r.string(&mut s, "mode", false) {
+        Some(m) => Mode::parse(&m).unwrap_or_else(|| {
+            r.err(
+                "access.mode",
+                format!("{m:?} is not a mode: use \"approval_required\" or \"automatic\""),
+            );
+            Mode::default()
+        }),
+        None => Mode::default(),
+    };
+    let mut policy = Policy::default();
+    let delay = r.duration(&mut s, "activation_delay", Duration::from_secs(15 * 60));
+    policy.activation_delay = chrono::Duration::from_std(delay).unwrap_or(policy.activation_delay);
+    if let Some(e) = r.string(&mut s, "eviction", false) {
+        policy.eviction = match e.as_str() {
+            "hold" => EvictionPolicy::Hold,
+            "revoke" => EvictionPolicy::Revoke,
+            "keep" => EvictionPolicy::Keep,
+            _ => {
+                r.err(
+                    "access.eviction",
+                    format!("{e:?} is not a policy: use \"hold\", \"revoke\" or \"keep\""),
+                );
+                EvictionPolicy::Hold
+            }
+        };
+    }
+    let mut g = r.sub(&mut s, "guard");
+    let mut guard = Guard::default();
+    if let Some(n) = r.number(&mut g, "min_residents") {
+        if n < 0.0 || n.fract() != 0.0 {
+            r.err(
+                "access.guard.min_residents",
+                "must be a whole number of 0 or more",
+            );
+        } else {
+            guard.min = n as usize;
+        }
+    }
+    if let Some(p) = r.number(&mut g, "percent") {
+        if !(0.0..=100.0).contains(&p) {
+            r.err("access.guard.percent", "must be between 0 and 100");
+        } else {
+            guard.percent = p;
+        }
+    }
+    policy.guard = guard;
+    r.finish(g);
+    r.finish(s);
+
+    let mut s = r.section(&root, "pms", true);
+    let kind = r.string(&mut s, "kind", true);
+    let poll_interval = r.duration(&mut s, "poll_interval", Duration::from_secs(5 * 60));
+    if poll_interval < Duration::from_secs(10) {
+        r.err(
+            "pms.poll_interval",
+            "must be at least 10s: a PMS is not to be hammered",
+        );
+    }
+    let source = match kind.as_deref() {
+        Some("file") => r
+            .path(&mut s, "path", &base, true)
+            .map(|path| PmsSource::File { path }),
+        Some(other) => {
+            r.err(
+                "pms.kind",
+                format!(
+                    "{other:?} is not a PMS kind this build supports (supported: {})",
+                    PMS_KINDS.join(", ")
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    r.finish(s);
+
+    for key in root.keys() {
+        if !["site", "store", "access", "pms"].contains(&key.as_str()) {
+            r.err(key.clone(), "unknown section");
+        }
+    }
+
+    match (id, timezone, store_path, source, r.errors.is_empty()) {
+        (Some(id), Some(timezone), Some(store_path), Some(source), true) => Ok(Config {
+            file: file.to_path_buf(),
+            site: SiteConfig {
+                id,
+                timezone,
+                site_file,
+            },
+            store: StoreConfig { path: store_path },
+            access: AccessConfig { mode, policy },
+            pms: PmsConfig {
+                source,
+                poll_interval,
+            },
+        }),
+        _ => Err(wrap(r.errors)),
+    }
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    // toml's message already names the line and column; keep it on one line.
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .to_string()
+        + &e.span()
+            .map(|s| format!(" (at byte {})", s.start))
+            .unwrap_or_default()
+}
+
+/// Read and validate a config file, then check the files it names. Every problem is
+/// reported in one list.
+pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_path_buf(),
+            key: String::new(),
+            reason: format!("cannot read the config: {e}"),
+        }])
+    })?;
+    let cfg = parse(&text, file)?;
+    let mut errors = Vec::new();
+    if let Some(sf) = &cfg.site.site_file {
+        if let Err(e) = load_site(sf) {
+            errors.extend(e.0);
+        }
+    }
+    match &cfg.pms.source {
+        PmsSource::File { path } => {
+            if !path.is_file() {
+                errors.push(ConfigError {
+                    file: file.to_path_buf(),
+                    key: "pms.path".into(),
+                    reason: format!("roster file {} does not exist", path.display()),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Parse site data from TOML text (the site file format, also `export`'s output).
+pub fn parse_site(text: &str, file: &Path) -> Result<Site, ConfigErrors> {
+    let one = |key: String, reason: String| ConfigError {
+        file: file.to_path_buf(),
+        key,
+        reason,
+    };
+    let site: Site =
+        toml::from_str(text).map_err(|e| ConfigErrors(vec![one(String::new(), toml_error(&e))]))?;
+    let problems = site.problems();
+    if problems.is_empty() {
+        Ok(site)
+    } else {
+        Err(ConfigErrors(
+            problems.into_iter().map(|(k, r)| one(k, r)).collect(),
+        ))
+    }
+}
+
+pub fn load_site(file: &Path) -> Result<Site, ConfigErrors> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_path_buf(),
+            key: String::new(),
+            reason: format!("cannot read the site file: {e}"),
+        }])
+    })?;
+    parse_site(&text, file)
+}
+
+/// Site data as TOML, in the site file format.
+pub fn site_to_toml(site: &Site) -> String {
+    toml::to_string(site).expect("site data serializes to TOML")
+}

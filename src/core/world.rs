@@ -1,0 +1,416 @@
+//! The in-memory state the rules reason over, and the change set they produce.
+//!
+//! Rules never mutate a [`World`]: they return a [`Transition`]. The store persists a
+//! transition in one durable transaction, and only then is it applied to the world, so memory
+//! never runs ahead of disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::site::{Site, SiteIndex};
+use super::types::*;
+
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    site: Site,
+    index: SiteIndex,
+    pub settings: Settings,
+    pub residents: BTreeMap<ResidentId, Resident>,
+    pub grants: BTreeMap<ResidentId, BTreeMap<KeyId, Grant>>,
+    /// Pending suggestions only; decided ones live in the store's history.
+    pub pending: BTreeMap<SuggestionId, Suggestion>,
+    pub overrides: BTreeMap<ResidentId, Override>,
+    /// Sequence number the next suggestion gets.
+    pub next_seq: u64,
+}
+
+/// One state change. The store maps each variant onto one key of one tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Resident(Resident),
+    Grant(Grant),
+    Ungrant {
+        resident_id: ResidentId,
+        key_id: KeyId,
+    },
+    /// Upsert. A suggestion in any state but `pending` leaves the pending set.
+    Suggestion(Suggestion),
+    Override(Override),
+    ClearOverride {
+        resident_id: ResidentId,
+    },
+    Settings(Settings),
+    Site(Site),
+    NextSeq(u64),
+    /// The desired credential set of this device may have changed: its writer must look.
+    DeviceDirty(DeviceId),
+}
+
+/// A decision as it goes into the audit log: who, when, what, and the state before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    pub actor: Actor,
+    pub action: String,
+    pub subject: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Everything one rule evaluation decided: the changes, their audit trail, and alerts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transition {
+    pub changes: Vec<Change>,
+    pub audit: Vec<AuditEntry>,
+    pub alerts: Vec<Alert>,
+}
+
+impl Transition {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.audit.is_empty()
+    }
+
+    /// Suggestions written by this transition, in order, last write per id winning.
+    pub fn suggestions(&self) -> Vec<&Suggestion> {
+        let mut order: Vec<&SuggestionId> = Vec::new();
+        let mut last: BTreeMap<&SuggestionId, &Suggestion> = BTreeMap::new();
+        for c in &self.changes {
+            if let Change::Suggestion(s) = c {
+                if last.insert(&s.id, s).is_none() {
+                    order.push(&s.id);
+                }
+            }
+        }
+        order.into_iter().map(|id| last[id]).collect()
+    }
+
+    pub fn dirty_devices(&self) -> BTreeSet<&DeviceId> {
+        self.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::DeviceDirty(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl World {
+    pub fn new(site: Site, settings: Settings) -> World {
+        World {
+            index: SiteIndex::new(&site),
+            site,
+            settings,
+            next_seq: 1,
+            ..World::default()
+        }
+    }
+
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    pub fn index(&self) -> &SiteIndex {
+        &self.index
+    }
+
+    pub fn grants_of(&self, resident: &str) -> impl Iterator<Item = &Grant> {
+        self.grants
+            .get(resident)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
+    pub fn holds(&self, resident: &str, key: &str) -> bool {
+        self.grants
+            .get(resident)
+            .is_some_and(|m| m.contains_key(key))
+    }
+
+    /// The resident's standing with the override and eviction policy applied, as last
+    /// evaluated.
+    pub fn standing(&self, resident: &str) -> Option<Standing> {
+        self.residents.get(resident).map(|r| r.basis.standing)
+    }
+
+    pub fn current_residents(&self) -> usize {
+        self.residents
+            .values()
+            .filter(|r| r.basis.standing == Standing::Current)
+            .count()
+    }
+
+    /// Apply a transition that the store has made durable.
+    pub fn apply(&mut self, t: &Transition) {
+        for c in &t.changes {
+            match c {
+                Change::Resident(r) => {
+                    self.residents.insert(r.id.clone(), r.clone());
+                }
+                Change::Grant(g) => {
+                    self.grants
+                        .entry(g.resident_id.clone())
+                        .or_default()
+                        .insert(g.key_id.clone(), g.clone());
+                }
+                Change::Ungrant {
+                    resident_id,
+                    key_id,
+                } => {
+                    if let Some(m) = self.grants.get_mut(resident_id) {
+                        m.remove(key_id);
+                        if m.is_empty() {
+                            self.grants.remove(resident_id);
+                        }
+                    }
+                }
+                Change::Suggestion(s) => {
+                    if s.state == SuggestionState::Pending {
+                        self.pending.insert(s.id.clone(), s.clone());
+                    } else {
+                        self.pending.remove(&s.id);
+                    }
+                }
+                Change::Override(o) => {
+                    self.overrides.insert(o.resident_id.clone(), o.clone());
+                }
+                Change::ClearOverride { resident_id } => {
+                    self.overrides.remove(resident_id);
+                }
+                Change::Settings(s) => self.settings = s.clone(),
+                Change::Site(s) => {
+                    self.index = SiteIndex::new(s);
+                    self.site = s.clone();
+                }
+                Change::NextSeq(n) => self.next_seq = *n,
+                Change::DeviceDirty(_) => {}
+            }
+        }
+    }
+}
+
+/// Builds a [`Transition`] against a world, writing the audit entry for each change as it
+/// is made, with the state before (from this transition if it already touched the record).
+pub(crate) struct TxBuilder<'w> {
+    pub world: &'w World,
+    pub actor: Actor,
+    pub now: Timestamp,
+    pub t: Transition,
+    next_seq: u64,
+    suggestions: BTreeMap<SuggestionId, Suggestion>,
+    residents: BTreeMap<ResidentId, Resident>,
+    grants: BTreeMap<(ResidentId, KeyId), Option<Grant>>,
+    dirty: BTreeSet<DeviceId>,
+}
+
+fn json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl<'w> TxBuilder<'w> {
+    pub fn new(world: &'w World, actor: Actor, now: Timestamp) -> Self {
+        TxBuilder {
+            world,
+            actor,
+            now,
+            t: Transition::default(),
+            next_seq: world.next_seq,
+            suggestions: BTreeMap::new(),
+            residents: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn alert(&mut self, a: Alert) {
+        self.t.alerts.push(a);
+    }
+
+    fn audit(
+        &mut self,
+        action: &str,
+        subject: String,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        self.t.audit.push(AuditEntry {
+            at: self.now,
+            actor: self.actor.clone(),
+            action: action.to_string(),
+            subject,
+            before,
+            after,
+        });
+    }
+
+    /// The resident as this transition sees it (its own writes first).
+    pub fn resident(&self, id: &str) -> Option<&Resident> {
+        self.residents
+            .get(id)
+            .or_else(|| self.world.residents.get(id))
+    }
+
+    pub fn put_resident(&mut self, r: Resident) {
+        let before = self.resident(&r.id).cloned();
+        if before.as_ref() == Some(&r) {
+            return;
+        }
+        let action = if before.is_some() {
+            "resident.update"
+        } else {
+            "resident.create"
+        };
+        self.audit(
+            action,
+            r.id.clone(),
+            before.map(|b| json(&b)),
+            Some(json(&r)),
+        );
+        self.residents.insert(r.id.clone(), r.clone());
+        self.t.changes.push(Change::Resident(r));
+    }
+
+    /// Whether the resident holds the key as this transition sees it.
+    pub fn holds(&self, resident: &str, key: &str) -> bool {
+        match self.grants.get(&(resident.to_string(), key.to_string())) {
+            Some(g) => g.is_some(),
+            None => self.world.holds(resident, key),
+        }
+    }
+
+    fn current_grant(&self, resident: &str, key: &str) -> Option<Grant> {
+        match self.grants.get(&(resident.to_string(), key.to_string())) {
+            Some(g) => g.clone(),
+            None => self
+                .world
+                .grants
+                .get(resident)
+                .and_then(|m| m.get(key))
+                .cloned(),
+        }
+    }
+
+    fn mark_dirty(&mut self, key: &str) {
+        for dev in self.world.index().devices_of_key(key) {
+            if self.dirty.insert(dev.clone()) {
+                self.t.changes.push(Change::DeviceDirty(dev));
+            }
+        }
+    }
+
+    pub fn grant(&mut self, g: Grant) {
+        let before = self.current_grant(&g.resident_id, &g.key_id);
+        self.audit(
+            "grant.create",
+            format!("{}/{}", g.resident_id, g.key_id),
+            before.map(|b| json(&b)),
+            Some(json(&g)),
+        );
+        self.mark_dirty(&g.key_id);
+        self.grants
+            .insert((g.resident_id.clone(), g.key_id.clone()), Some(g.clone()));
+        self.t.changes.push(Change::Grant(g));
+    }
+
+    /// Remove a grant; a no-op (and no audit entry) if the resident does not hold the key.
+    pub fn ungrant(&mut self, resident: &str, key: &str) -> bool {
+        let Some(before) = self.current_grant(resident, key) else {
+            return false;
+        };
+        self.audit(
+            "grant.revoke",
+            format!("{resident}/{key}"),
+            Some(json(&before)),
+            None,
+        );
+        self.mark_dirty(key);
+        self.grants
+            .insert((resident.to_string(), key.to_string()), None);
+        self.t.changes.push(Change::Ungrant {
+            resident_id: resident.to_string(),
+            key_id: key.to_string(),
+        });
+        true
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// The suggestion as this transition sees it.
+    pub fn suggestion(&self, id: &str) -> Option<&Suggestion> {
+        self.suggestions
+            .get(id)
+            .or_else(|| self.world.pending.get(id))
+    }
+
+    pub fn put_suggestion(&mut self, s: Suggestion) {
+        let before = self.suggestion(&s.id).cloned();
+        let action = match (before.is_some(), s.state) {
+            (false, SuggestionState::Pending) => "suggestion.create",
+            (_, SuggestionState::Pending) => "suggestion.update",
+            (_, SuggestionState::Applied) => "suggestion.apply",
+            (_, SuggestionState::Discarded) => "suggestion.discard",
+            (_, SuggestionState::Superseded) => "suggestion.supersede",
+        };
+        self.audit(
+            action,
+            s.id.clone(),
+            before.map(|b| json(&b)),
+            Some(json(&s)),
+        );
+        self.suggestions.insert(s.id.clone(), s.clone());
+        self.t.changes.push(Change::Suggestion(s));
+    }
+
+    pub fn put_override(&mut self, o: Override) {
+        let before = self.world.overrides.get(&o.resident_id).map(json);
+        self.audit(
+            "override.set",
+            o.resident_id.clone(),
+            before,
+            Some(json(&o)),
+        );
+        self.t.changes.push(Change::Override(o));
+    }
+
+    pub fn clear_override(&mut self, resident_id: &str) {
+        let before = self.world.overrides.get(resident_id).map(json);
+        self.audit("override.clear", resident_id.to_string(), before, None);
+        self.t.changes.push(Change::ClearOverride {
+            resident_id: resident_id.to_string(),
+        });
+    }
+
+    pub fn put_settings(&mut self, s: Settings) {
+        let before = Some(json(&self.world.settings));
+        self.audit("settings.update", "settings".into(), before, Some(json(&s)));
+        self.t.changes.push(Change::Settings(s));
+    }
+
+    pub fn put_site(&mut self, site: Site) {
+        let before = Some(json(self.world.site()));
+        self.audit("site.replace", "site".into(), before, Some(json(&site)));
+        // Any device of the old or the new site may see its credential set change.
+        let mut devices = self.world.index().devices();
+        devices.extend(SiteIndex::new(&site).devices());
+        for d in devices {
+            if self.dirty.insert(d.clone()) {
+                self.t.changes.push(Change::DeviceDirty(d));
+            }
+        }
+        self.t.changes.push(Change::Site(site));
+    }
+
+    pub fn finish(mut self) -> Transition {
+        if self.next_seq != self.world.next_seq {
+            self.t.changes.push(Change::NextSeq(self.next_seq));
+        }
+        self.t
+    }
+}

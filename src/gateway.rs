@@ -1,0 +1,249 @@
+//! The gateway service: the rules over a durable store.
+//!
+//! Every operation computes a [`Transition`] with `core`, commits it with [`Store::commit`]
+//! (durable before it returns) and only then applies it to the in-memory [`World`]. The
+//! clock is read by the caller and passed in.
+
+use std::path::Path;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::core::{
+    self, Actor, CoreError, Decision, Mode, OverrideStatus, Policy, Settings, Site, Snapshot,
+    SuggestionId, Timestamp, Transition, World,
+};
+use crate::store::{Store, StoreError, SyncStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rules(#[from] CoreError),
+    #[error("{0}")]
+    Site(ConfigErrors),
+}
+
+impl GatewayError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            GatewayError::Store(e) => e.is_retryable(),
+            GatewayError::Rules(_) | GatewayError::Site(_) => false,
+        }
+    }
+}
+
+pub struct Gateway {
+    store: Store,
+    world: World,
+    policy: Policy,
+}
+
+impl Gateway {
+    /// Open the store, seeding a new one from the site file and the configured mode.
+    pub fn open(cfg: &Config) -> Result<Gateway, GatewayError> {
+        let (store, fresh) = Store::open(&cfg.store.path)?;
+        let mut world = store.load_world()?;
+        if fresh {
+            let site = seed_site(cfg)?;
+            let now = wall_clock();
+            let mut t = core::replace_site(&world, site, Actor::System, now)?;
+            world.apply(&t);
+            let m = core::set_mode(&world, cfg.access.mode, Actor::System, now);
+            world.apply(&m);
+            t.changes.extend(m.changes);
+            t.audit.extend(m.audit);
+            store.commit(&t)?;
+            tracing::info!(store = %cfg.store.path.display(), "new store seeded from the site file");
+        } else if world.settings.mode != cfg.access.mode {
+            tracing::warn!(
+                stored = world.settings.mode.as_str(),
+                configured = cfg.access.mode.as_str(),
+                "the mode in the store differs from access.mode in the config; the store's \
+                 mode is in force (access.mode only seeds a new store)"
+            );
+        }
+        Ok(Gateway {
+            store,
+            world,
+            policy: cfg.access.policy,
+        })
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn commit(&mut self, t: Transition) -> Result<Transition, GatewayError> {
+        self.store.commit(&t)?;
+        self.world.apply(&t);
+        Ok(t)
+    }
+
+    /// What a sync of this snapshot would do, without doing it.
+    pub fn plan(&self, snapshot: &Snapshot, now: Timestamp) -> Result<Transition, GatewayError> {
+        Ok(core::plan(&self.world, snapshot, &self.policy, now)?)
+    }
+
+    /// Sync one snapshot: create suggestions and, in automatic mode, apply them.
+    pub fn sync(
+        &mut self,
+        snapshot: &Snapshot,
+        now: Timestamp,
+    ) -> Result<Transition, GatewayError> {
+        let t = core::plan(&self.world, snapshot, &self.policy, now)?;
+        let t = self.commit(t)?;
+        let mut status = self.store.sync_status()?;
+        status.last_success = Some(now);
+        status.residents = self.world.residents.len();
+        self.store.put_sync_status(&status)?;
+        Ok(t)
+    }
+
+    /// Record a failed sync for the status topic. Access is untouched.
+    pub fn record_sync_failure(&mut self, error: &str, now: Timestamp) -> Result<(), GatewayError> {
+        let mut status = self.store.sync_status()?;
+        status.last_failure = Some(now);
+        status.last_error = Some(error.to_string());
+        self.store.put_sync_status(&status)?;
+        Ok(())
+    }
+
+    pub fn sync_status(&self) -> Result<SyncStatus, GatewayError> {
+        Ok(self.store.sync_status()?)
+    }
+
+    pub fn approve(
+        &mut self,
+        ids: &[SuggestionId],
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Decision, GatewayError> {
+        let decided = self.store.decided_states(ids)?;
+        let d = core::approve(&self.world, ids, &decided, actor, now)?;
+        let transition = self.commit(d.transition)?;
+        Ok(Decision {
+            transition,
+            results: d.results,
+        })
+    }
+
+    pub fn discard(
+        &mut self,
+        ids: &[SuggestionId],
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Decision, GatewayError> {
+        let decided = self.store.decided_states(ids)?;
+        let d = core::discard(&self.world, ids, &decided, actor, now)?;
+        let transition = self.commit(d.transition)?;
+        Ok(Decision {
+            transition,
+            results: d.results,
+        })
+    }
+
+    pub fn set_override(
+        &mut self,
+        resident: &str,
+        status: OverrideStatus,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, GatewayError> {
+        let t = core::set_override(&self.world, resident, status, actor, now)?;
+        self.commit(t)
+    }
+
+    pub fn assign_key(
+        &mut self,
+        resident: &str,
+        key: &str,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, GatewayError> {
+        let t = core::assign_key(&self.world, resident, key, actor, now)?;
+        self.commit(t)
+    }
+
+    pub fn unassign_key(
+        &mut self,
+        resident: &str,
+        key: &str,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, GatewayError> {
+        let t = core::unassign_key(&self.world, resident, key, actor, now)?;
+        self.commit(t)
+    }
+
+    pub fn set_mode(
+        &mut self,
+        mode: Mode,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, GatewayError> {
+        let t = core::set_mode(&self.world, mode, actor, now);
+        self.commit(t)
+    }
+
+    pub fn replace_site(
+        &mut self,
+        site: Site,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, GatewayError> {
+        let t = core::replace_site(&self.world, site, actor, now)?;
+        self.commit(t)
+    }
+}
+
+fn seed_site(cfg: &Config) -> Result<Site, GatewayError> {
+    match &cfg.site.site_file {
+        Some(path) => config::load_site(path).map_err(GatewayError::Site),
+        None => {
+            tracing::warn!(
+                "no site_file configured: the store starts with no units, doors or keys"
+            );
+            Ok(Site::default())
+        }
+    }
+}
+
+/// The world a dry run plans against: the store's if there is one, else the one a new store
+/// would be seeded with. Creates nothing on disk.
+pub fn dry_run_world(cfg: &Config) -> Result<World, GatewayError> {
+    if store_exists(&cfg.store.path) {
+        let (store, fresh) = Store::open(&cfg.store.path)?;
+        if !fresh {
+            return Ok(store.load_world()?);
+        }
+    }
+    Ok(World::new(
+        seed_site(cfg)?,
+        Settings {
+            mode: cfg.access.mode,
+        },
+    ))
+}
+
+fn store_exists(path: &Path) -> bool {
+    path.join("db").exists() || {
+        let mut m = path.as_os_str().to_owned();
+        m.push(".quarantined");
+        Path::new(&m).exists()
+    }
+}
+
+/// The wall clock, to whole seconds: panels and locks keep validity in UTC seconds, and a
+/// suggestion's `valid_from` should read the same everywhere it is shown.
+pub fn wall_clock() -> Timestamp {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(0)
+}

@@ -1,0 +1,22 @@
+//! leasegate: building access that follows the lease.
+//!
+//! # Layout
+//!
+//! - [`core`]: the access rules, pure. Roster snapshots and people's decisions in, record
+//!   changes with their audit trail out. No I/O, no clock reads, no async.
+//! - [`store`]: the durable state on sled. One transaction per state change, fsync before
+//!   acknowledging, schema version, audit log, and quarantine of a store that fails to open.
+//! - [`config`]: the deployment config (TOML) and the site file, validated before any I/O,
+//!   with every error reported at once.
+//! - [`pms`]: roster sources behind the [`pms::RosterSource`] trait (the `file` source today).
+//! - [`gateway`]: the service that joins a store and the rules: sync, plan, decisions.
+//! - [`daemon`]: `run(config, shutdown)`: the long-running gateway and its sync loop.
+//! - [`report`]: the JSON that `plan` and `sync --once` print.
+
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod gateway;
+pub mod pms;
+pub mod report;
+pub mod store;

@@ -1,0 +1,258 @@
+//! The `leasegate` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use leasegate::config::{self, Config, ConfigErrors};
+use leasegate::core::Actor;
+use leasegate::gateway::{self, Gateway};
+use leasegate::pms::{self, FetchRequest};
+use leasegate::report;
+use leasegate::store::Store;
+
+/// sysexits.h EX_USAGE: the config is wrong; systemd must not restart us into the same error.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "leasegate",
+    version,
+    about = "Building access that follows the lease"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and the files it names; exit 64 with every error if invalid.
+    CheckConfig { file: PathBuf },
+    /// Dry run: print the suggestions the next sync would make, as JSON. Changes nothing.
+    Plan {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run one sync, applied according to the mode, and print what it did as JSON.
+    Sync {
+        /// Sync once and exit (the daemon is `leasegate run`).
+        #[arg(long, required = true)]
+        once: bool,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Load site data (units, doors, key sets) from a site file into the store.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Print the store's site data in the site file format (or write it to a file).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Recover from a quarantined store: start a new one seeded from the site file.
+    Rebuild {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
+                eprintln!("{errors}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            eprintln!("leasegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(config::load(path)?)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig { file } => {
+            let cfg = load_config(&file)?;
+            eprintln!(
+                "{}: ok (site {}, pms {}, store {})",
+                file.display(),
+                cfg.site.id,
+                pms::from_config(&cfg).kind(),
+                cfg.store.path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let cfg = load_config(&config)?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signal_shutdown(shutdown.clone()));
+                tracing::info!(site = %cfg.site.id, version = env!("CARGO_PKG_VERSION"), "leasegate starting");
+                leasegate::daemon::run(cfg, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { config } => {
+            let cfg = load_config(&config)?;
+            let world = gateway::dry_run_world(&cfg).context("cannot read the store")?;
+            let snapshot = fetch(&cfg)?;
+            let t =
+                leasegate::core::plan(&world, &snapshot, &cfg.access.policy, gateway::wall_clock())?;
+            print_json(&report::plan_report(&t, world.next_seq))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { once: _, config } => {
+            let cfg = load_config(&config)?;
+            let mut gw = Gateway::open(&cfg).context("cannot open the store")?;
+            let snapshot = match fetch(&cfg) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = gw.record_sync_failure(&format!("{e:#}"), gateway::wall_clock());
+                    return Err(e);
+                }
+            };
+            let t = gw
+                .sync(&snapshot, gateway::wall_clock())
+                .context("sync failed")?;
+            print_json(&report::sync_report(&t))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { config, file } => {
+            let cfg = load_config(&config)?;
+            let site = config::load_site(&file)?;
+            let mut gw = Gateway::open(&cfg).context("cannot open the store")?;
+            let t = gw.replace_site(site, Actor::Person(operator()), gateway::wall_clock())?;
+            eprintln!(
+                "imported {}: {}",
+                file.display(),
+                if t.is_empty() {
+                    "no change"
+                } else {
+                    "site data replaced"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { config, output } => {
+            let cfg = load_config(&config)?;
+            let gw = Gateway::open(&cfg).context("cannot open the store")?;
+            let text = config::site_to_toml(gw.world().site());
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild { config } => {
+            let cfg = load_config(&config)?;
+            let cleared = Store::clear_quarantine(&cfg.store.path)?;
+            let gw = Gateway::open(&cfg).context("cannot create the new store")?;
+            eprintln!(
+                "{} store at {} ({} residents). Grants are rebuilt from the next syncs: review \
+                 the suggestions before approving them.",
+                if cleared {
+                    "rebuilt the quarantined"
+                } else {
+                    "opened the"
+                },
+                cfg.store.path.display(),
+                gw.world().residents.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn fetch(cfg: &Config) -> anyhow::Result<leasegate::core::Snapshot> {
+    let source = pms::from_config(cfg);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(source.fetch(FetchRequest::default()))
+        .with_context(|| {
+            format!(
+                "the {} roster could not be fetched; nothing was changed",
+                source.kind()
+            )
+        })
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Who ran a CLI command, for the audit log.
+fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    token.cancel();
+}
+
+/// Logs go to stderr: plain text for journald and people, or JSON with
+/// `LEASEGATE_LOG_FORMAT=json`. The filter comes from `LEASEGATE_LOG` (default `info`).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("LEASEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("LEASEGATE_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        _ if std::env::var_os("JOURNAL_STREAM").is_some() => builder.without_time().init(),
+        _ => builder.init(),
+    }
+}
