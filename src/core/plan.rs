@@ -158,7 +158,7 @@ pub fn plan(
             .cloned()
             .unwrap_or_default();
         if standing == Standing::Unknown {
-            // No change to access, and the last known basis stays as it was.
+            // The unknown status changes nothing: the last known basis stays in force.
             b.alert(Alert::UnknownStatus {
                 resident_id: e.id.clone(),
                 status: e.status.to_string(),
@@ -183,7 +183,12 @@ pub fn plan(
                     declined: BTreeSet::new(),
                 },
             };
-            b.put_resident(r);
+            b.put_resident(r.clone());
+            if r.basis.standing != Standing::Unknown {
+                // Hold the line on the last known basis (a discarded revocation comes back).
+                let valid_from = r.basis_since + policy.activation_delay;
+                fresh.extend(reconcile_resident(&mut b, &r, false, &pending, valid_from));
+            }
             continue;
         }
         let basis = basis_for(standing, e.unit.as_ref());
@@ -212,15 +217,28 @@ pub fn plan(
         ));
     }
 
-    if snapshot.complete {
-        for r in world.residents.values() {
-            if !ids.contains(r.id.as_str()) && r.missing_since.is_none() {
-                b.put_resident(Resident {
-                    missing_since: Some(now),
-                    ..r.clone()
-                });
-            }
+    // Residents this snapshot does not mention keep their last known basis: absence is not
+    // a status. They are still reconciled, so that a site change reaches them and a
+    // revocation a manager discarded comes back even after the PMS stops listing them.
+    for r in world.residents.values() {
+        if ids.contains(r.id.as_str()) {
+            continue;
         }
+        let mut r = r.clone();
+        if snapshot.complete && r.missing_since.is_none() {
+            r.missing_since = Some(now);
+            b.put_resident(r.clone());
+        }
+        if r.basis.standing != Standing::Unknown {
+            let pending = pending_by_resident
+                .get(r.id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let valid_from = r.basis_since + policy.activation_delay;
+            fresh.extend(reconcile_resident(&mut b, &r, false, &pending, valid_from));
+        }
+    }
+    if snapshot.complete {
         if snapshot.residents.is_empty() && !world.residents.is_empty() {
             b.alert(Alert::EmptyRoster {
                 known_residents: world.residents.len(),
@@ -343,13 +361,14 @@ pub(crate) fn reconcile_resident(
     let mut desired: BTreeSet<KeyId> = BTreeSet::new();
     if r.basis.standing == Standing::Current {
         desired.extend(idx.auto_shared().iter().cloned());
-        match r.unit.as_deref().and_then(|u| idx.unit_key(u)) {
+        // The basis, not the latest PMS row: an unknown status must not move keys either.
+        match r.basis.unit.as_deref().and_then(|u| idx.unit_key(u)) {
             Some(k) => {
                 desired.insert(k.clone());
             }
             None => b.alert(Alert::UnmappedUnit {
                 resident_id: r.id.clone(),
-                unit: r.unit.clone(),
+                unit: r.basis.unit.clone(),
             }),
         }
         desired.extend(
@@ -397,13 +416,18 @@ pub(crate) fn reconcile_resident(
 
     let mut created = Vec::new();
     let status_text = match r.basis.standing {
-        Standing::Current => match &r.unit {
+        Standing::Current => match &r.basis.unit {
             Some(u) => format!("lease {} in unit {u}", r.pms_status),
             None => format!("lease {} with no unit", r.pms_status),
         },
         _ => format!("lease {}", r.pms_status),
     };
-    let unit_key = r.unit.as_deref().and_then(|u| idx.unit_key(u)).cloned();
+    let unit_key = r
+        .basis
+        .unit
+        .as_deref()
+        .and_then(|u| idx.unit_key(u))
+        .cloned();
     let mut new_unit_grant = unit_key.as_ref().and_then(|k| kept_grants.get(k).cloned());
     for k in &to_grant {
         let is_unit = Some(k) == unit_key.as_ref();
