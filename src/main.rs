@@ -1,6 +1,6 @@
 //! The `leasegate` command line.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -119,8 +119,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&config)?;
             let world = gateway::dry_run_world(&cfg).context("cannot read the store")?;
             let snapshot = fetch(&cfg)?;
-            let t =
-                leasegate::core::plan(&world, &snapshot, &cfg.access.policy, gateway::wall_clock())?;
+            let t = leasegate::core::plan(
+                &world,
+                &snapshot,
+                &cfg.access.policy,
+                gateway::wall_clock(),
+            )?;
             print_json(&report::plan_report(&t, world.next_seq))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -225,20 +229,26 @@ fn operator() -> String {
         .unwrap_or_else(|_| "cli".into())
 }
 
-async fn signal_shutdown(token: CancellationToken) {
+/// Install the SIGTERM and SIGINT handlers at once, before the gateway starts (a stop during
+/// start-up is then a clean shutdown too, not death by signal), and return the task that
+/// waits for them. Call it inside the runtime.
+fn signal_shutdown(token: CancellationToken) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+        token.cancel();
     }
-    token.cancel();
 }
 
 /// Logs go to stderr: plain text for journald and people, or JSON with
@@ -247,8 +257,10 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("LEASEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into journald or a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match std::env::var("LEASEGATE_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().init(),

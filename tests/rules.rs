@@ -548,7 +548,7 @@ fn a_unit_change_revocation_waits_for_the_new_unit_grant() {
         .clone();
     let revoke = made.iter().find(|s| s.action == Action::Revoke).unwrap();
     assert_eq!(revoke.after.as_ref(), Some(&grant));
-    let r = sim.approve(&[revoke.id.clone()], mins(31));
+    let r = sim.approve(std::slice::from_ref(&revoke.id), mins(31));
     assert_eq!(
         r[0].1,
         ItemResult::Blocked {
@@ -895,7 +895,7 @@ fn every_decision_is_audited_with_actor_and_before_and_after() {
     let id = created(&t)[0].id.clone();
     let d = approve(
         &sim.world,
-        &[id.clone()],
+        std::slice::from_ref(&id),
         &sim.history,
         Actor::Person("manager-amy".into()),
         mins(1),

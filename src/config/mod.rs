@@ -101,6 +101,9 @@ struct Section<'t> {
     path: String,
     table: Option<&'t Table>,
     allowed: Vec<&'static str>,
+    /// The keys this section may hold are unknown (say, a PMS kind this build lacks): flag
+    /// only inline secrets, not every key as unknown.
+    lenient: bool,
 }
 
 impl Reader {
@@ -126,6 +129,7 @@ impl Reader {
             path: name.to_string(),
             table,
             allowed: Vec::new(),
+            lenient: false,
         }
     }
 
@@ -144,6 +148,7 @@ impl Reader {
             path,
             table,
             allowed: Vec::new(),
+            lenient: false,
         }
     }
 
@@ -238,7 +243,7 @@ impl Reader {
                          credential) and name it with `{key}_file`"
                     ),
                 );
-            } else {
+            } else if !s.lenient {
                 self.err(path, "unknown key");
             }
         }
@@ -361,6 +366,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
             .path(&mut s, "path", &base, true)
             .map(|path| PmsSource::File { path }),
         Some(other) => {
+            s.lenient = true;
             r.err(
                 "pms.kind",
                 format!(
@@ -370,7 +376,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
             );
             None
         }
-        None => None,
+        None => {
+            s.lenient = true;
+            None
+        }
     };
     r.finish(s);
 
@@ -400,15 +409,26 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
 }
 
 fn toml_error(e: &toml::de::Error) -> String {
-    // toml's message already names the line and column; keep it on one line.
-    e.to_string()
+    // toml's first line names the line and column; its message says what is wrong. Keep both,
+    // on one line, and leave out the quoted source line (it may hold a value that is secret).
+    let position = e
+        .to_string()
         .lines()
         .next()
         .unwrap_or("invalid TOML")
-        .to_string()
-        + &e.span()
-            .map(|s| format!(" (at byte {})", s.start))
-            .unwrap_or_default()
+        .to_string();
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match (e.span(), message.is_empty()) {
+        (_, true) => position,
+        (None, false) => message,
+        (Some(_), false) => format!("{position}: {message}"),
+    }
 }
 
 /// Read and validate a config file, then check the files it names. Every problem is
@@ -424,7 +444,13 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
     let cfg = parse(&text, file)?;
     let mut errors = Vec::new();
     if let Some(sf) = &cfg.site.site_file {
-        if let Err(e) = load_site(sf) {
+        if !sf.is_file() {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                key: "site.site_file".into(),
+                reason: format!("site file {} does not exist", sf.display()),
+            });
+        } else if let Err(e) = load_site(sf) {
             errors.extend(e.0);
         }
     }

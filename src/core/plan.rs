@@ -238,12 +238,10 @@ pub fn plan(
             fresh.extend(reconcile_resident(&mut b, &r, false, &pending, valid_from));
         }
     }
-    if snapshot.complete {
-        if snapshot.residents.is_empty() && !world.residents.is_empty() {
-            b.alert(Alert::EmptyRoster {
-                known_residents: world.residents.len(),
-            });
-        }
+    if snapshot.complete && snapshot.residents.is_empty() && !world.residents.is_empty() {
+        b.alert(Alert::EmptyRoster {
+            known_residents: world.residents.len(),
+        });
     }
 
     apply_guard(&mut b, &fresh, policy);

@@ -155,6 +155,9 @@ impl Store {
                 moved_to: q.moved_to,
             });
         }
+        // Only the process that will own the store may tidy it: another one's
+        // `snap.*.generating` may be a snapshot being written right now.
+        ensure_unlocked(path)?;
         remove_unfinished_snapshots(path)?;
         match Self::open_inner(path) {
             Ok(s) => Ok(s),
@@ -166,6 +169,11 @@ impl Store {
     }
 
     fn open_inner(path: &Path) -> Result<(Store, bool), StoreError> {
+        // sled creates `conf` and `db` on its first open, and the schema version is written
+        // right after. Until sled has written its first snapshot (on the second open), it
+        // reads an emptied or garbled log as an empty database: an existing store without a
+        // schema version has lost its data and must not be taken for a new one.
+        let existed = path.join("conf").exists() || path.join("db").exists();
         std::fs::create_dir_all(path)?;
         let db = match sled::Config::new().path(path).open() {
             Ok(db) => db,
@@ -213,11 +221,16 @@ impl Store {
                 ]
                 .iter()
                 .all(|t| t.is_empty());
-                if !others_empty {
+                if !others_empty || existed {
                     return Err(StoreError::Corrupt {
                         tree: META,
                         key: "schema_version".into(),
-                        reason: "missing from a store that holds records".into(),
+                        reason: if others_empty {
+                            "missing from an existing store: its log is lost or unreadable"
+                        } else {
+                            "missing from a store that holds records"
+                        }
+                        .into(),
                     });
                 }
                 store.meta.insert(K_SCHEMA, enc(&SCHEMA_VERSION))?;
@@ -463,6 +476,23 @@ fn read_u64(
     Ok(t.get(key)?.map(|v| be_u64(&v)).unwrap_or(0))
 }
 
+/// Fail with [`StoreError::Locked`] if another process holds the store. sled takes the same
+/// exclusive lock on `db` when it opens; ours is released at once so that sled can take it.
+fn ensure_unlocked(path: &Path) -> Result<(), StoreError> {
+    let file = match File::open(path.join("db")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(file.unlock()?),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// sled picks the newest `snap.*` file, including an unfinished `snap.*.generating` left by
 /// an abrupt stop, and then reports corruption. The finished snapshot or the log always
 /// hold the same data, so the unfinished file is safe to drop.
@@ -490,7 +520,15 @@ fn quarantine(path: &Path, reason: &str) -> StoreError {
     let at = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut moved = path.as_os_str().to_owned();
     moved.push(format!(".corrupt-{at}"));
-    let moved_to = PathBuf::from(moved);
+    let mut moved_to = PathBuf::from(moved);
+    // Two quarantines in one second must not collide.
+    let mut n = 1;
+    while moved_to.exists() {
+        n += 1;
+        let mut m = path.as_os_str().to_owned();
+        m.push(format!(".corrupt-{at}-{n}"));
+        moved_to = PathBuf::from(m);
+    }
     let q = Quarantine {
         at: at.clone(),
         reason: reason.to_string(),
