@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::core::SuggestionState;
 use crate::gateway::{Gateway, GatewayError};
 use crate::pms::{self, FetchRequest, RosterSource};
 use crate::store::StoreError;
@@ -93,12 +94,30 @@ pub async fn sync_once(gw: &mut Gateway, source: &dyn RosterSource) -> Result<()
     let t = gw
         .sync(&snapshot, crate::gateway::wall_clock())
         .map_err(|e| e.to_string())?;
-    let created = t.suggestions().len();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for s in t.suggestions() {
+        *counts.entry(s.display_state()).or_default() += 1;
+        if s.state != SuggestionState::Superseded {
+            // Resident ids only: names stay out of the logs.
+            tracing::info!(
+                id = %s.id,
+                resident = %s.resident_id,
+                action = ?s.action,
+                color = ?s.color(),
+                key = s.key.as_deref().unwrap_or("-"),
+                state = s.display_state(),
+                "suggestion"
+            );
+        }
+    }
     tracing::info!(
         source = source.kind(),
         residents = snapshot.residents.len(),
-        suggestions = created,
-        pending = gw.world().pending.len(),
+        pending = counts.get("pending").copied().unwrap_or(0),
+        held = counts.get("held").copied().unwrap_or(0),
+        applied = counts.get("applied").copied().unwrap_or(0),
+        superseded = counts.get("superseded").copied().unwrap_or(0),
+        awaiting_decision = gw.world().pending.len(),
         "sync done"
     );
     for a in &t.alerts {
