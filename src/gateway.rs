@@ -41,8 +41,7 @@ pub struct Gateway {
 impl Gateway {
     /// Open the store, seeding a new one from the site file and the configured mode.
     pub fn open(cfg: &Config) -> Result<Gateway, GatewayError> {
-        let (store, fresh) = Store::open(&cfg.store.path)?;
-        let mut world = store.load_world()?;
+        let (store, mut world, fresh) = Store::open_world(&cfg.store.path)?;
         if fresh {
             let site = seed_site(cfg)?;
             let now = wall_clock();
@@ -82,7 +81,17 @@ impl Gateway {
     }
 
     fn commit(&mut self, t: Transition) -> Result<Transition, GatewayError> {
-        self.store.commit(&t)?;
+        if let Err(e) = self.store.commit(&t) {
+            // The transaction may have landed even though the fsync after it failed: read
+            // the truth back rather than guess, so memory never drifts from disk.
+            match self.store.load_world() {
+                Ok(w) => self.world = w,
+                Err(reload) => {
+                    tracing::error!(error = %reload, "cannot reload the store after a failed commit")
+                }
+            }
+            return Err(e.into());
+        }
         self.world.apply(&t);
         Ok(t)
     }
@@ -100,10 +109,15 @@ impl Gateway {
     ) -> Result<Transition, GatewayError> {
         let t = core::plan(&self.world, snapshot, &self.policy, now)?;
         let t = self.commit(t)?;
-        let mut status = self.store.sync_status()?;
-        status.last_success = Some(now);
-        status.residents = self.world.residents.len();
-        self.store.put_sync_status(&status)?;
+        // The sync has landed; failing to note its time must not make it look failed.
+        let noted = self.store.sync_status().and_then(|mut status| {
+            status.last_success = Some(now);
+            status.residents = self.world.residents.len();
+            self.store.put_sync_status(&status)
+        });
+        if let Err(e) = noted {
+            tracing::warn!(error = %e, "the sync was applied but its time could not be recorded");
+        }
         Ok(t)
     }
 
@@ -220,9 +234,9 @@ fn seed_site(cfg: &Config) -> Result<Site, GatewayError> {
 /// would be seeded with. Creates nothing on disk.
 pub fn dry_run_world(cfg: &Config) -> Result<World, GatewayError> {
     if store_exists(&cfg.store.path) {
-        let (store, fresh) = Store::open(&cfg.store.path)?;
+        let (_store, world, fresh) = Store::open_world(&cfg.store.path)?;
         if !fresh {
-            return Ok(store.load_world()?);
+            return Ok(world);
         }
     }
     Ok(World::new(

@@ -95,6 +95,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::CheckConfig { file } => {
             let cfg = load_config(&file)?;
+            if let Some(sf) = &cfg.site.site_file {
+                warn_site(sf, &config::load_site(sf)?);
+            }
             eprintln!(
                 "{}: ok (site {}, pms {}, store {})",
                 file.display(),
@@ -147,6 +150,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Import { config, file } => {
             let cfg = load_config(&config)?;
             let site = config::load_site(&file)?;
+            warn_site(&file, &site);
             let mut gw = Gateway::open(&cfg).context("cannot open the store")?;
             let t = gw.replace_site(site, Actor::Person(operator()), gateway::wall_clock())?;
             eprintln!(
@@ -188,6 +192,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Print the site's warnings (doors no device serves): not errors, but likely mistakes.
+fn warn_site(file: &Path, site: &leasegate::core::Site) {
+    for (key, note) in site.warnings() {
+        eprintln!("{}: warning: {key}: {note}", file.display());
     }
 }
 

@@ -445,7 +445,7 @@ fn export_prints_the_site_file_format_and_import_accepts_it() {
 
     // Change the export, import it, and export again.
     let changed = format!(
-        "{exported}\n[[keys]]\nid = \"bike-room\"\nname = \"Bike Room\"\ndoors = [\"bike-room\"]\nshareable = true\n"
+        "{exported}\n[[doors]]\nid = \"bike-room\"\n\n[[keys]]\nid = \"bike-room\"\nname = \"Bike Room\"\ndoors = [\"bike-room\"]\nshareable = true\n"
     );
     std::fs::write(d.path("new-site.toml"), &changed).unwrap();
     let new_site = d.path("new-site.toml");

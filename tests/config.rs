@@ -524,3 +524,40 @@ fn a_secret_error_names_the_file_but_never_the_content() {
     let e = config::read_secret(base.path(), "missing").unwrap_err();
     assert!(e.to_string().contains("missing"));
 }
+
+#[test]
+fn doors_that_no_device_serves_are_a_warning_not_an_error() {
+    let text = "[[units]]\npms_unit = \"4B\"\ndoors = [\"unit-4b\"]\n\n[[doors]]\nid = \"unit-4b\"\ndevice = \"lock-4b\"\n\n[[keys]]\nid = \"k\"\nname = \"K\"\ndoors = [\"lobby\"]\n";
+    let site = leasegate::config::parse_site(text, Path::new("site.toml")).unwrap();
+    let w = site.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].0, "keys[0].doors");
+    assert!(w[0].1.contains("lobby"));
+}
+
+#[test]
+fn durations_beyond_sane_bounds_are_refused() {
+    let text = "[site]\nid = \"s\"\ntimezone = \"UTC\"\n[store]\npath = \"state\"\n[access]\nactivation_delay = \"300000000d\"\n[pms]\nkind = \"file\"\npath = \"r.json\"\npoll_interval = \"2d\"\n";
+    let e = leasegate::config::parse(text, Path::new("/etc/leasegate/x.toml")).unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"access.activation_delay"), "{e}");
+    assert!(keys.contains(&"pms.poll_interval"), "{e}");
+}
+
+#[test]
+fn load_reports_the_named_files_problems_even_when_the_config_itself_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("leasegate.toml");
+    std::fs::write(
+        &cfg,
+        "[site]\nid = \"s\"\ntimezone = \"UTC\"\nsite_file = \"missing-site.toml\"\n[store]\npath = \"state\"\n[access]\nmode = \"sometimes\"\n[pms]\nkind = \"file\"\npath = \"missing-roster.json\"\n",
+    )
+    .unwrap();
+    let e = leasegate::config::load(&cfg).unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec!["access.mode", "site.site_file", "pms.path"],
+        "{e}"
+    );
+}

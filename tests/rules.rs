@@ -564,7 +564,7 @@ fn a_unit_change_revocation_waits_for_the_new_unit_grant() {
 }
 
 #[test]
-fn switching_to_automatic_does_not_apply_the_backlog() {
+fn switching_to_automatic_applies_the_backlog_at_the_next_sync_not_before() {
     let mut sim = Sim::new(Mode::ApprovalRequired);
     sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
     let t = set_mode(
@@ -575,8 +575,76 @@ fn switching_to_automatic_does_not_apply_the_backlog() {
     );
     sim.apply(&t);
     assert_eq!(sim.world.settings.mode, Mode::Automatic);
-    assert_eq!(sim.world.pending.len(), 3);
+    assert_eq!(
+        sim.world.pending.len(),
+        3,
+        "changing the mode applies nothing by itself"
+    );
     assert!(sim.world.grants.is_empty());
+    let t = sim.sync(mins(5), vec![entry("a", Some("4B"), "current")]);
+    assert!(sim.world.pending.is_empty());
+    assert_eq!(sim.keys_of("a").len(), 3);
+    // The backlog keeps its original start time.
+    assert!(sim.world.grants_of("a").all(|g| g.valid_from == mins(15)));
+    assert!(t
+        .audit
+        .iter()
+        .any(|a| a.action == "suggestion.apply" && a.actor == Actor::Automatic));
+}
+
+#[test]
+fn a_backlog_of_revocations_counts_against_the_guard_when_automatic_mode_applies_it() {
+    let mut sim = Sim::new(Mode::Automatic);
+    sim.sync(t0(), current_roster(40));
+    sim.apply(&set_mode(
+        &sim.world,
+        Mode::ApprovalRequired,
+        Actor::Person("amy".into()),
+        mins(1),
+    ));
+    let mut roster = current_roster(40);
+    for e in roster.iter_mut().take(2) {
+        e.status = PmsStatus::Past;
+    }
+    sim.sync(mins(10), roster.clone());
+    for e in roster.iter_mut().skip(2).take(2) {
+        e.status = PmsStatus::Past;
+    }
+    sim.sync(mins(20), roster.clone());
+    sim.apply(&set_mode(
+        &sim.world,
+        Mode::Automatic,
+        Actor::Person("amy".into()),
+        mins(21),
+    ));
+    let t = sim.sync(mins(30), roster);
+    assert!(t.alerts.iter().any(|a| matches!(
+        a,
+        Alert::GuardTripped {
+            would_revoke: 4,
+            ..
+        }
+    )));
+    assert_eq!(sim.keys_of("r000").len(), 3, "held, not revoked");
+}
+
+#[test]
+fn in_automatic_mode_a_grant_discarded_earlier_is_granted_after_all() {
+    let mut sim = Sim::new(Mode::ApprovalRequired);
+    let t = sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
+    sim.discard(&ids_of(&created(&t)), mins(1));
+    sim.apply(&set_mode(
+        &sim.world,
+        Mode::Automatic,
+        Actor::Person("amy".into()),
+        mins(2),
+    ));
+    sim.sync(mins(5), vec![entry("a", Some("4B"), "current")]);
+    assert_eq!(
+        sim.keys_of("a").len(),
+        3,
+        "keeping someone out is an override's job"
+    );
 }
 
 // ---- Eviction ----
@@ -916,4 +984,136 @@ fn every_decision_is_audited_with_actor_and_before_and_after() {
         .audit
         .iter()
         .any(|a| a.action == "grant.create" && a.at == mins(1)));
+}
+
+// ---- Found in review: unit changes, overrides, data gaps ----
+
+#[test]
+fn a_unit_change_opens_the_new_unit_at_once_so_nobody_is_locked_out() {
+    let mut sim = Sim::new(Mode::Automatic);
+    sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
+    sim.sync(mins(60), vec![entry("a", Some("5C"), "current")]);
+    let unit = sim
+        .world
+        .grants_of("a")
+        .find(|g| g.key_id == "unit:5C")
+        .unwrap();
+    assert_eq!(
+        unit.valid_from,
+        mins(60),
+        "the old unit closed at 60; the new one opens then"
+    );
+    // A resident who just became current still waits for the activation delay.
+    sim.sync(
+        mins(60),
+        vec![
+            entry("a", Some("5C"), "current"),
+            entry("b", Some("2A"), "current"),
+        ],
+    );
+    assert!(sim.world.grants_of("b").all(|g| g.valid_from == mins(75)));
+}
+
+#[test]
+fn an_unknown_status_does_not_end_an_override() {
+    let mut sim = Sim::new(Mode::Automatic);
+    sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
+    sim.apply(
+        &set_override(
+            &sim.world,
+            "a",
+            OverrideStatus::Past,
+            Actor::Person("amy".into()),
+            mins(1),
+        )
+        .unwrap(),
+    );
+    let t = sim.sync(mins(10), vec![entry("a", Some("4B"), "on-hold")]);
+    assert!(t
+        .alerts
+        .iter()
+        .any(|a| matches!(a, Alert::UnknownStatus { .. })));
+    assert!(sim.world.overrides.contains_key("a"));
+    sim.sync(mins(20), vec![entry("a", Some("4B"), "current")]);
+    assert!(
+        sim.keys_of("a").is_empty(),
+        "the PMS still says current, as when the override was set"
+    );
+}
+
+#[test]
+fn a_change_within_one_standing_does_not_end_an_override() {
+    let mut sim = Sim::new(Mode::Automatic);
+    sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
+    sim.apply(
+        &set_override(
+            &sim.world,
+            "a",
+            OverrideStatus::Past,
+            Actor::Person("amy".into()),
+            mins(1),
+        )
+        .unwrap(),
+    );
+    sim.sync(mins(10), vec![entry("a", Some("4B"), "notice")]);
+    assert!(sim.world.overrides.contains_key("a"));
+    assert!(sim.keys_of("a").is_empty());
+}
+
+#[test]
+fn a_current_resident_whose_unit_disappears_keeps_the_unit_key_until_a_manager_decides() {
+    for unit in [None, Some("4b")] {
+        let mut sim = Sim::new(Mode::Automatic);
+        sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
+        let t = sim.sync(mins(10), vec![entry("a", unit, "current")]);
+        assert!(
+            sim.keys_of("a").contains(&"unit:4B".to_string()),
+            "unit {unit:?}"
+        );
+        assert!(t
+            .alerts
+            .iter()
+            .any(|a| matches!(a, Alert::UnmappedUnit { .. })));
+        let held: Vec<&Suggestion> = sim.pending_of("a");
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].hold, Some(Hold::UnknownUnit));
+        assert_eq!(held[0].action, Action::Revoke);
+    }
+}
+
+#[test]
+fn moved_out_counts_as_past() {
+    for status in ["MovedOut", "moved_out", "moved-out"] {
+        assert_eq!(PmsStatus::parse(status), PmsStatus::Past, "{status}");
+    }
+}
+
+#[test]
+fn discarding_the_new_unit_grant_releases_the_old_units_revocation() {
+    let mut sim = Sim::new(Mode::Automatic);
+    sim.sync(t0(), vec![entry("a", Some("4B"), "current")]);
+    sim.apply(&set_mode(
+        &sim.world,
+        Mode::ApprovalRequired,
+        Actor::Person("amy".into()),
+        mins(1),
+    ));
+    let t = sim.sync(mins(30), vec![entry("a", Some("5C"), "current")]);
+    let made = created(&t);
+    let grant = made
+        .iter()
+        .find(|s| s.action == Action::Grant)
+        .unwrap()
+        .id
+        .clone();
+    let revoke = made
+        .iter()
+        .find(|s| s.action == Action::Revoke)
+        .unwrap()
+        .id
+        .clone();
+    sim.discard(std::slice::from_ref(&grant), mins(31));
+    let r = sim.approve(std::slice::from_ref(&revoke), mins(32));
+    assert_eq!(r[0].1, ItemResult::Applied);
+    assert!(!sim.keys_of("a").contains(&"unit:4B".to_string()));
 }

@@ -44,6 +44,7 @@ fn resident(id: &str, unit: &str, at: Timestamp) -> Resident {
             unit: Some(unit.to_string()),
         },
         basis_since: at,
+        grants_from: None,
         first_seen: at,
         missing_since: None,
         declined: BTreeSet::new(),
@@ -1314,4 +1315,33 @@ fn a_device_stays_dirty_until_settled_at_its_current_generation() {
         store.dirty_devices().unwrap(),
         vec![("lock-4b".to_string(), 1)]
     );
+}
+
+#[test]
+fn an_unreadable_record_quarantines_the_store_when_it_is_loaded() {
+    let dir = tempdir();
+    let path = dir.path().join("store");
+    store_with_records(&path, false);
+    {
+        // A record the schema cannot read, as a bad disk or a buggy writer would leave it.
+        let db = sled::open(&path).unwrap();
+        db.open_tree("residents")
+            .unwrap()
+            .insert("r-garbled", &b"{\"id\": 42"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    match Store::open_world(&path) {
+        Err(StoreError::Quarantined { reason, .. }) => {
+            assert!(reason.contains("residents"), "{reason}");
+        }
+        Err(e) => panic!("expected a quarantine, got {e}"),
+        Ok(_) => panic!("a store with an unreadable record loaded"),
+    }
+    assert!(with_suffix(&path, ".quarantined").exists());
+    assert_eq!(corrupt_siblings(&path).len(), 1);
+    assert!(matches!(
+        Store::open_world(&path),
+        Err(StoreError::Quarantined { .. })
+    ));
 }

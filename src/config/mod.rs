@@ -314,6 +314,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     };
     let mut policy = Policy::default();
     let delay = r.duration(&mut s, "activation_delay", Duration::from_secs(15 * 60));
+    if delay > Duration::from_secs(30 * 86_400) {
+        r.err("access.activation_delay", "must be at most 30d");
+    }
     policy.activation_delay = chrono::Duration::from_std(delay).unwrap_or(policy.activation_delay);
     if let Some(e) = r.string(&mut s, "eviction", false) {
         policy.eviction = match e.as_str() {
@@ -359,6 +362,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         r.err(
             "pms.poll_interval",
             "must be at least 10s: a PMS is not to be hammered",
+        );
+    } else if poll_interval > Duration::from_secs(86_400) {
+        r.err(
+            "pms.poll_interval",
+            "must be at most 1d: access must follow the lease",
         );
     }
     let source = match kind.as_deref() {
@@ -441,9 +449,24 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             reason: format!("cannot read the config: {e}"),
         }])
     })?;
-    let cfg = parse(&text, file)?;
-    let mut errors = Vec::new();
-    if let Some(sf) = &cfg.site.site_file {
+    let parsed = parse(&text, file);
+    // The files the config names are checked even when the config itself has errors, so
+    // that every problem is reported in one go.
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (site_file, roster) = match &parsed {
+        Ok(cfg) => (
+            cfg.site.site_file.clone(),
+            match &cfg.pms.source {
+                PmsSource::File { path } => Some(path.clone()),
+            },
+        ),
+        Err(_) => named_files(&text, &base),
+    };
+    let mut errors = match &parsed {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.clone(),
+    };
+    if let Some(sf) = &site_file {
         if !sf.is_file() {
             errors.push(ConfigError {
                 file: file.to_path_buf(),
@@ -454,22 +477,43 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             errors.extend(e.0);
         }
     }
-    match &cfg.pms.source {
-        PmsSource::File { path } => {
-            if !path.is_file() {
-                errors.push(ConfigError {
-                    file: file.to_path_buf(),
-                    key: "pms.path".into(),
-                    reason: format!("roster file {} does not exist", path.display()),
-                });
-            }
+    if let Some(path) = &roster {
+        if !path.is_file() {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                key: "pms.path".into(),
+                reason: format!("roster file {} does not exist", path.display()),
+            });
         }
     }
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigErrors(errors))
+    match parsed {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        _ => Err(ConfigErrors(errors)),
     }
+}
+
+/// The site file and `file` roster a config names, read leniently from a config that did
+/// not validate.
+fn named_files(text: &str, base: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let Ok(root) = text.parse::<Table>() else {
+        return (None, None);
+    };
+    let get = |section: &str, key: &str| {
+        root.get(section)
+            .and_then(|s| s.get(key))
+            .and_then(Value::as_str)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| base.join(v))
+    };
+    let file_kind = root
+        .get("pms")
+        .and_then(|p| p.get("kind"))
+        .and_then(Value::as_str)
+        == Some("file");
+    (
+        get("site", "site_file"),
+        if file_kind { get("pms", "path") } else { None },
+    )
 }
 
 /// Parse site data from TOML text (the site file format, also `export`'s output).

@@ -171,6 +171,7 @@ pub fn set_override(
     let changed = basis != r.basis;
     let resident = Resident {
         basis_since: if changed { now } else { r.basis_since },
+        grants_from: if changed { Some(now) } else { r.grants_from },
         declined: if changed {
             BTreeSet::new()
         } else {

@@ -17,7 +17,7 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::world::{Transition, TxBuilder, World};
-use super::{types::*, CoreError};
+use super::{site, types::*, CoreError};
 
 /// How the gateway treats an eviction-pending resident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -90,10 +90,18 @@ pub struct RosterEntry {
     pub status: PmsStatus,
 }
 
+/// Whether a PMS status ends a manager's override: the PMS's standing moved on from what
+/// it was when the override was set. An unknown status is no news, and neither is a change
+/// within one standing (current to notice).
+pub fn override_ended(o: &Override, status: &PmsStatus) -> bool {
+    let now = status.standing();
+    now != Standing::Unknown && now != o.pms_status_at.standing()
+}
+
 /// The standing of a resident given the PMS status, an override and the eviction policy.
 pub fn effective_standing(status: &PmsStatus, ov: Option<&Override>, policy: &Policy) -> Standing {
     if let Some(o) = ov {
-        if o.pms_status_at == *status {
+        if !override_ended(o, status) {
             return o.status.standing();
         }
     }
@@ -105,6 +113,15 @@ pub fn effective_standing(status: &PmsStatus, ov: Option<&Override>, policy: &Po
         },
         s => s,
     }
+}
+
+/// When grants made under the resident's current basis start.
+pub(crate) fn grants_start(r: &Resident, policy: &Policy) -> Timestamp {
+    r.grants_from.unwrap_or_else(|| {
+        r.basis_since
+            .checked_add_signed(policy.activation_delay)
+            .unwrap_or(r.basis_since)
+    })
 }
 
 pub(crate) fn basis_for(standing: Standing, unit: Option<&String>) -> Basis {
@@ -147,10 +164,16 @@ pub fn plan(
         let prev = world.residents.get(&e.id);
         let mut ov = world.overrides.get(&e.id);
         if let Some(o) = ov {
-            if o.pms_status_at != e.status {
+            if override_ended(o, &e.status) {
                 b.clear_override(&e.id);
                 ov = None;
             }
+        }
+        if e.status.standing() == Standing::Unknown {
+            b.alert(Alert::UnknownStatus {
+                resident_id: e.id.clone(),
+                status: e.status.to_string(),
+            });
         }
         let standing = effective_standing(&e.status, ov, policy);
         let pending = pending_by_resident
@@ -159,10 +182,6 @@ pub fn plan(
             .unwrap_or_default();
         if standing == Standing::Unknown {
             // The unknown status changes nothing: the last known basis stays in force.
-            b.alert(Alert::UnknownStatus {
-                resident_id: e.id.clone(),
-                status: e.status.to_string(),
-            });
             let r = match prev {
                 Some(p) => Resident {
                     name: e.name.clone(),
@@ -178,6 +197,7 @@ pub fn plan(
                     pms_status: e.status.clone(),
                     basis: basis_for(Standing::Unknown, None),
                     basis_since: now,
+                    grants_from: None,
                     first_seen: now,
                     missing_since: None,
                     declined: BTreeSet::new(),
@@ -186,13 +206,18 @@ pub fn plan(
             b.put_resident(r.clone());
             if r.basis.standing != Standing::Unknown {
                 // Hold the line on the last known basis (a discarded revocation comes back).
-                let valid_from = r.basis_since + policy.activation_delay;
-                fresh.extend(reconcile_resident(&mut b, &r, false, &pending, valid_from));
+                let from = grants_start(&r, policy);
+                fresh.extend(reconcile_resident(&mut b, &r, false, &pending, from));
             }
             continue;
         }
         let basis = basis_for(standing, e.unit.as_ref());
         let changed = prev.is_none_or(|p| p.basis != basis);
+        // A current resident moving between units gets the new unit at once: the old one
+        // closes now, and a delay would lock them out of both.
+        let moving = changed
+            && standing == Standing::Current
+            && prev.is_some_and(|p| p.basis.standing == Standing::Current);
         let resident = Resident {
             id: e.id.clone(),
             name: e.name.clone(),
@@ -201,6 +226,11 @@ pub fn plan(
             basis_since: match prev {
                 Some(p) if !changed => p.basis_since,
                 _ => now,
+            },
+            grants_from: match prev {
+                Some(p) if !changed => p.grants_from,
+                _ if moving => Some(now),
+                _ => None,
             },
             first_seen: prev.map_or(now, |p| p.first_seen),
             missing_since: None,
@@ -211,9 +241,9 @@ pub fn plan(
             basis,
         };
         b.put_resident(resident.clone());
-        let valid_from = resident.basis_since + policy.activation_delay;
+        let from = grants_start(&resident, policy);
         fresh.extend(reconcile_resident(
-            &mut b, &resident, changed, &pending, valid_from,
+            &mut b, &resident, changed, &pending, from,
         ));
     }
 
@@ -234,8 +264,8 @@ pub fn plan(
                 .get(r.id.as_str())
                 .cloned()
                 .unwrap_or_default();
-            let valid_from = r.basis_since + policy.activation_delay;
-            fresh.extend(reconcile_resident(&mut b, &r, false, &pending, valid_from));
+            let from = grants_start(&r, policy);
+            fresh.extend(reconcile_resident(&mut b, &r, false, &pending, from));
         }
     }
     if snapshot.complete && snapshot.residents.is_empty() && !world.residents.is_empty() {
@@ -244,18 +274,35 @@ pub fn plan(
         });
     }
 
-    apply_guard(&mut b, &fresh, policy);
+    // In automatic mode everything still pending and valid is applied, including a backlog
+    // left from approval mode; in approval mode only this sync's suggestions are looked at
+    // (to be held and alerted on). Either way the guard counts them first.
+    let candidates: Vec<SuggestionId> = if world.settings.mode == Mode::Automatic {
+        world
+            .pending
+            .keys()
+            .filter(|id| {
+                b.suggestion(id)
+                    .is_some_and(|s| s.state == SuggestionState::Pending)
+            })
+            .chain(fresh.iter())
+            .cloned()
+            .collect()
+    } else {
+        fresh
+    };
+    apply_guard(&mut b, &candidates, policy);
     if world.settings.mode == Mode::Automatic {
         b.actor = Actor::Automatic;
-        apply_unheld(&mut b, &fresh);
+        apply_unheld(&mut b, &candidates);
         b.actor = Actor::Sync;
     }
     Ok(b.finish())
 }
 
-/// Hold every fresh revocation when too many residents would lose keys at once.
-fn apply_guard(b: &mut TxBuilder, fresh: &[SuggestionId], policy: &Policy) {
-    let revoking: Vec<&Suggestion> = fresh
+/// Hold every candidate revocation when too many residents would lose keys at once.
+fn apply_guard(b: &mut TxBuilder, candidates: &[SuggestionId], policy: &Policy) {
+    let revoking: Vec<&Suggestion> = candidates
         .iter()
         .filter_map(|id| b.suggestion(id))
         .filter(|s| s.action == Action::Revoke && s.hold.is_none())
@@ -410,7 +457,11 @@ pub(crate) fn reconcile_resident(
             });
         }
     }
-    to_grant.retain(|k| !r.declined.contains(k));
+    // A manager's discard holds back a grant in approval mode only: automatic mode follows the
+    // lease without review, and keeping someone out is an override's job.
+    if b.world.settings.mode == Mode::ApprovalRequired {
+        to_grant.retain(|k| !r.declined.contains(k));
+    }
 
     let mut created = Vec::new();
     let status_text = match r.basis.standing {
@@ -453,6 +504,11 @@ pub(crate) fn reconcile_resident(
     }
     for k in &to_revoke {
         let (reason, hold, after) = match r.basis.standing {
+            Standing::Current if unit_key.is_none() && k.starts_with(site::UNIT_KEY_PREFIX) => (
+                format!("{status_text}: unit unknown, held for a manager"),
+                Some(Hold::UnknownUnit),
+                None,
+            ),
             Standing::Current => (
                 format!("{status_text}: key no longer follows the lease"),
                 None,

@@ -118,6 +118,40 @@ impl Site {
     }
 }
 
+impl Site {
+    /// Doors that units or key sets grant but no device serves, each as `(path, note)`.
+    /// Not an error (devices may come later), but worth a warning: a typo grants nothing.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        let served: BTreeSet<&str> = self
+            .doors
+            .iter()
+            .filter(|d| d.device.is_some())
+            .map(|d| d.id.as_str())
+            .collect();
+        let lists = self
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (format!("units[{i}].doors"), &u.doors))
+            .chain(
+                self.keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("keys[{i}].doors"), &k.doors)),
+            );
+        let mut out = Vec::new();
+        for (path, list) in lists {
+            for d in list.iter().filter(|d| !served.contains(d.as_str())) {
+                out.push((
+                    path.clone(),
+                    format!("door {d:?} has no device: granting it opens nothing"),
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn check_door_list(out: &mut Vec<(String, String)>, path: &str, doors: &[DoorId]) {
     if doors.is_empty() {
         out.push((path.to_string(), "must name at least one door".into()));

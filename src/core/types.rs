@@ -51,7 +51,7 @@ impl PmsStatus {
             "current" => PmsStatus::Current,
             "notice" => PmsStatus::Notice,
             "eviction" => PmsStatus::Eviction,
-            "past" => PmsStatus::Past,
+            "past" | "movedout" | "moved_out" | "moved-out" => PmsStatus::Past,
             "cancelled" | "canceled" => PmsStatus::Cancelled,
             _ => PmsStatus::Unknown(s.to_string()),
         }
@@ -205,6 +205,11 @@ pub struct Resident {
     pub basis: Basis,
     /// When the gateway detected the current basis; grants start `activation_delay` later.
     pub basis_since: Timestamp,
+    /// When grants under this basis start, where that is not `basis_since` plus the
+    /// activation delay: a move between units (the new unit opens at once, as the old one
+    /// closes) or a manager's override.
+    #[serde(default)]
+    pub grants_from: Option<Timestamp>,
     pub first_seen: Timestamp,
     /// Set while the resident is absent from full snapshots. Absence never revokes.
     pub missing_since: Option<Timestamp>,
@@ -279,6 +284,9 @@ pub enum Hold {
     Guard,
     /// The resident has an eviction pending and the policy is `hold`.
     Eviction,
+    /// A current resident's unit is missing or not mapped: their unit key is not taken
+    /// away on the strength of a data gap.
+    UnknownUnit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

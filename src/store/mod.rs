@@ -251,6 +251,20 @@ impl Store {
         Ok((store, fresh))
     }
 
+    /// Open the store and read it whole. A record that cannot be read quarantines the store
+    /// like a log that cannot be: half a world is worse than none.
+    pub fn open_world(path: &Path) -> Result<(Store, World, bool), StoreError> {
+        let (store, fresh) = Store::open(path)?;
+        match store.load_world() {
+            Ok(world) => Ok((store, world, fresh)),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                drop(store); // release sled's lock before the directory moves
+                Err(quarantine(path, &e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
