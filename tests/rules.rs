@@ -977,8 +977,8 @@ fn every_decision_is_audited_with_actor_and_before_and_after() {
         .unwrap();
     assert_eq!(apply.actor, Actor::Person("manager-amy".into()));
     assert_eq!(apply.subject, id);
-    assert_eq!(apply.before.as_ref().unwrap()["state"], "pending");
-    assert_eq!(apply.after.as_ref().unwrap()["state"], "applied");
+    assert_eq!(apply.before.as_ref().unwrap().value()["state"], "pending");
+    assert_eq!(apply.after.as_ref().unwrap().value()["state"], "applied");
     assert!(d
         .transition
         .audit

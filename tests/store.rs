@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use leasegate::core::{
-    Action, Actor, AuditEntry, Basis, Change, Grant, GrantSource, PmsStatus, Resident, Standing,
-    Suggestion, SuggestionState, Timestamp, Transition, World,
+    Action, Actor, AuditEntry, Basis, Change, Grant, GrantSource, PmsStatus, Resident, Snap,
+    Standing, Suggestion, SuggestionState, Timestamp, Transition, World,
 };
 use leasegate::gateway::{Gateway, GatewayError};
 use leasegate::store::{Store, StoreError, SCHEMA_VERSION};
@@ -107,8 +107,8 @@ fn audit(
         actor,
         action: action.to_string(),
         subject: subject.to_string(),
-        before,
-        after,
+        before: before.map(|v| Snap::of(&v)),
+        after: after.map(|v| Snap::of(&v)),
     }
 }
 
@@ -137,6 +137,23 @@ fn corrupt_siblings(path: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+/// sled itself, bypassing the store, for writing what a newer or broken writer would. Waits
+/// out a lock that a child process spawned by a parallel test may briefly hold on inherited
+/// descriptors (between fork and exec).
+fn sled_open(path: &Path) -> sled::Db {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if tries < 40 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("sled cannot open {}: {e}", path.display()),
+        }
+    }
 }
 
 fn open(path: &Path) -> Store {
@@ -301,7 +318,7 @@ fn inspect(store: &Store) -> Inspection {
     }
     let mut audit_by_n: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for (seq, e) in &audit {
-        let n = e.after.as_ref().and_then(|v| v["n"].as_u64());
+        let n = e.after.as_ref().and_then(|v| v.value()["n"].as_u64());
         if let Some(n) = n {
             audit_by_n.entry(n).or_default().push(*seq);
         }
@@ -959,7 +976,7 @@ fn a_store_with_a_newer_schema_is_refused_and_left_in_place() {
     store_with_records(&path, false);
     {
         // Written as a newer leasegate would: the `meta` tree, JSON values.
-        let db = sled::open(&path).unwrap();
+        let db = sled_open(&path);
         let meta = db.open_tree("meta").unwrap();
         let old: u64 =
             serde_json::from_slice(&meta.get("schema_version").unwrap().unwrap()).unwrap();
@@ -987,7 +1004,7 @@ fn a_store_with_a_newer_schema_is_refused_and_left_in_place() {
         assert!(corrupt_siblings(&path).is_empty(), "not moved aside");
     }
     // Untouched: the newer version and the records are still there.
-    let db = sled::open(&path).unwrap();
+    let db = sled_open(&path);
     let meta = db.open_tree("meta").unwrap();
     let v: u64 = serde_json::from_slice(&meta.get("schema_version").unwrap().unwrap()).unwrap();
     assert_eq!(v, SCHEMA_VERSION + 1);
@@ -1198,10 +1215,16 @@ fn a_transaction_and_its_audit_entries_are_written_together() {
     );
     assert_eq!(got[0].1.actor, Actor::Sync);
     assert_eq!(got[1].1.actor, alice);
-    assert_eq!(got[1].1.before, Some(json!({"key": "garage"})));
+    assert_eq!(
+        got[1].1.before.as_ref().map(Snap::value),
+        Some(json!({"key": "garage"}))
+    );
     assert_eq!(got[1].1.after, None);
     assert_eq!(got[2].1.actor, Actor::System);
-    assert_eq!(got[2].1.after, Some(json!({"mode": "automatic"})));
+    assert_eq!(
+        got[2].1.after.as_ref().map(Snap::value),
+        Some(json!({"mode": "automatic"}))
+    );
     assert_eq!(
         store.audit_since(2).unwrap(),
         vec![(3, t1.audit[2].clone())]
@@ -1324,7 +1347,7 @@ fn an_unreadable_record_quarantines_the_store_when_it_is_loaded() {
     store_with_records(&path, false);
     {
         // A record the schema cannot read, as a bad disk or a buggy writer would leave it.
-        let db = sled::open(&path).unwrap();
+        let db = sled_open(&path);
         db.open_tree("residents")
             .unwrap()
             .insert("r-garbled", &b"{\"id\": 42"[..])

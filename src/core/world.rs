@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::site::{Site, SiteIndex};
@@ -49,6 +50,41 @@ pub enum Change {
     DeviceDirty(DeviceId),
 }
 
+/// A record as it stood, serialized once when the decision was made. Kept as JSON text so
+/// that a sync touching thousands of records does not build (and free) a tree of values
+/// for each.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Snap(Box<RawValue>);
+
+impl Snap {
+    pub fn of<T: Serialize>(v: &T) -> Snap {
+        // Our record types serialize infallibly (string keys, no custom errors).
+        Snap(serde_json::value::to_raw_value(v).expect("record serializes"))
+    }
+
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The record as a JSON value, for reading one field.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Snap {
+    fn eq(&self, other: &Snap) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl std::fmt::Debug for Snap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
 /// A decision as it goes into the audit log: who, when, what, and the state before and after.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -56,8 +92,8 @@ pub struct AuditEntry {
     pub actor: Actor,
     pub action: String,
     pub subject: String,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
+    pub before: Option<Snap>,
+    pub after: Option<Snap>,
 }
 
 /// Everything one rule evaluation decided: the changes, their audit trail, and alerts.
@@ -201,13 +237,15 @@ pub(crate) struct TxBuilder<'w> {
     pub t: Transition,
     next_seq: u64,
     suggestions: BTreeMap<SuggestionId, Suggestion>,
+    /// Suggestions created by this transition: the index of their change and audit entry.
+    born: BTreeMap<SuggestionId, (usize, usize)>,
     residents: BTreeMap<ResidentId, Resident>,
     grants: BTreeMap<(ResidentId, KeyId), Option<Grant>>,
     dirty: BTreeSet<DeviceId>,
 }
 
-fn json<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+fn json<T: Serialize>(v: &T) -> Snap {
+    Snap::of(v)
 }
 
 impl<'w> TxBuilder<'w> {
@@ -219,6 +257,7 @@ impl<'w> TxBuilder<'w> {
             t: Transition::default(),
             next_seq: world.next_seq,
             suggestions: BTreeMap::new(),
+            born: BTreeMap::new(),
             residents: BTreeMap::new(),
             grants: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -229,13 +268,7 @@ impl<'w> TxBuilder<'w> {
         self.t.alerts.push(a);
     }
 
-    fn audit(
-        &mut self,
-        action: &str,
-        subject: String,
-        before: Option<Value>,
-        after: Option<Value>,
-    ) {
+    fn audit(&mut self, action: &str, subject: String, before: Option<Snap>, after: Option<Snap>) {
         self.t.audit.push(AuditEntry {
             at: self.now,
             actor: self.actor.clone(),
@@ -350,16 +383,30 @@ impl<'w> TxBuilder<'w> {
     }
 
     pub fn put_suggestion(&mut self, s: Suggestion) {
-        let before = self.suggestion(&s.id).cloned();
-        let action = match (before.is_some(), s.state) {
-            (false, SuggestionState::Pending) => "suggestion.create",
-            (_, SuggestionState::Pending) => "suggestion.update",
+        let action = |created: bool, state| match (created, state) {
+            (true, SuggestionState::Pending) => "suggestion.create",
+            (false, SuggestionState::Pending) => "suggestion.update",
             (_, SuggestionState::Applied) => "suggestion.apply",
             (_, SuggestionState::Discarded) => "suggestion.discard",
             (_, SuggestionState::Superseded) => "suggestion.supersede",
         };
+        // A suggestion born in this transition and changed again (held by the guard, applied
+        // in automatic mode) is one decision: keep one change and one audit entry for it,
+        // with no "before", rather than a trail of states nobody else ever saw.
+        if let Some(&(change, entry)) = self.born.get(&s.id) {
+            self.t.audit[entry].action = action(true, s.state).to_string();
+            self.t.audit[entry].after = Some(json(&s));
+            self.t.changes[change] = Change::Suggestion(s.clone());
+            self.suggestions.insert(s.id.clone(), s);
+            return;
+        }
+        let before = self.suggestion(&s.id).cloned();
+        if before.is_none() {
+            self.born
+                .insert(s.id.clone(), (self.t.changes.len(), self.t.audit.len()));
+        }
         self.audit(
-            action,
+            action(before.is_none(), s.state),
             s.id.clone(),
             before.map(|b| json(&b)),
             Some(json(&s)),

@@ -26,6 +26,9 @@ use crate::core::{
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// sled's page cache. Its 1 GiB default is most of a Pi's memory.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the store at {path} is in use by another leasegate process")]
@@ -156,8 +159,19 @@ impl Store {
             });
         }
         // Only the process that will own the store may tidy it: another one's
-        // `snap.*.generating` may be a snapshot being written right now.
-        ensure_unlocked(path)?;
+        // `snap.*.generating` may be a snapshot being written right now. A lock that goes
+        // away within a second (a gateway stopping as its successor starts; a child process
+        // briefly holding inherited descriptors between fork and exec) is waited out.
+        let mut tries = 0;
+        loop {
+            match ensure_unlocked(path) {
+                Err(StoreError::Locked { .. }) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        }
         remove_unfinished_snapshots(path)?;
         match Self::open_inner(path) {
             Ok(s) => Ok(s),
@@ -175,7 +189,14 @@ impl Store {
         // schema version has lost its data and must not be taken for a new one.
         let existed = path.join("conf").exists() || path.join("db").exists();
         std::fs::create_dir_all(path)?;
-        let db = match sled::Config::new().path(path).open() {
+        // Every commit flushes and fsyncs before it returns, so sled's own background flusher
+        // only adds CPU and SD-card wear; the page cache is kept small for the Pi.
+        let db = match sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
             Ok(db) => db,
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 return Err(StoreError::Locked {
