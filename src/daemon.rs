@@ -1,8 +1,10 @@
 //! The long-running gateway: `run(config, shutdown)`.
 //!
-//! Today it syncs the roster on its poll interval; the MQTT API and the device writers join
-//! in later. A failed sync changes no access, is recorded for the status topic, and is
-//! retried with jittered exponential backoff, capped at the poll interval.
+//! Today it syncs the roster on its poll interval (a complete roster at start and every
+//! `full_sync_every`, only changes in between) or at once when asked through a
+//! [`SyncTrigger`]; the MQTT API and the device writers join in later. A failed sync changes
+//! no access, is recorded for the status topic, and is retried with jittered exponential
+//! backoff, capped at the poll interval and never sooner than a PMS's `Retry-After`.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::core::SuggestionState;
+use crate::core::{SuggestionState, Timestamp};
 use crate::gateway::{Gateway, GatewayError};
 use crate::pms::{self, FetchRequest, RosterSource};
 use crate::store::StoreError;
@@ -19,6 +21,8 @@ use crate::store::StoreError;
 pub enum DaemonError {
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Source(#[from] pms::PmsError),
 }
 
 /// Backoff after `failures` consecutive failed syncs: 10 s doubling, capped at `cap`, with
@@ -29,8 +33,98 @@ pub fn backoff(failures: u32, cap: Duration, jitter: f64) -> Duration {
     d.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0))
 }
 
+/// Asks a running gateway to sync now instead of waiting for its poll interval (the MQTT
+/// `sync/now` command will hold one).
+#[derive(Clone, Debug, Default)]
+pub struct SyncTrigger(std::sync::Arc<tokio::sync::Notify>);
+
+impl SyncTrigger {
+    pub fn sync_now(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// How far an incremental fetch reaches back before the last success: PMS clocks drift,
+/// and a change seen twice costs nothing (planning is idempotent).
+pub const INCREMENTAL_OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
+
+/// When to sync next and what to ask for. Pure: the time is passed in.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    poll: Duration,
+    full_every: Duration,
+    last_full: Option<Timestamp>,
+    last_ok: Option<Timestamp>,
+    failures: u32,
+}
+
+impl Schedule {
+    pub fn new(poll: Duration, full_every: Duration) -> Schedule {
+        Schedule {
+            poll,
+            full_every,
+            last_full: None,
+            last_ok: None,
+            failures: 0,
+        }
+    }
+
+    /// A complete roster at start and every `full_every`; only changes in between.
+    pub fn request(&self, now: Timestamp) -> FetchRequest {
+        let full_due = match self.last_full {
+            None => true,
+            Some(t) => (now - t)
+                .to_std()
+                .map_or(true, |age| age >= self.full_every),
+        };
+        FetchRequest {
+            changed_since: if full_due {
+                None
+            } else {
+                self.last_ok.map(|t| t - INCREMENTAL_OVERLAP)
+            },
+            now,
+        }
+    }
+
+    /// Record a successful sync; returns the wait until the next one.
+    pub fn succeeded(&mut self, request: &FetchRequest) -> Duration {
+        if request.changed_since.is_none() {
+            self.last_full = Some(request.now);
+        }
+        self.last_ok = Some(request.now);
+        self.failures = 0;
+        self.poll
+    }
+
+    /// Record a failed sync; returns the wait until the retry: jittered exponential backoff
+    /// capped at the poll interval, but never sooner than the PMS asked.
+    pub fn failed(&mut self, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        let d = backoff(self.failures, self.poll, jitter).max(retry_after.unwrap_or_default());
+        self.failures = self.failures.saturating_add(1);
+        d
+    }
+}
+
+/// Why a sync failed, in words safe to log and publish, and how long the PMS asked us to
+/// wait.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncFailure {
+    pub reason: String,
+    pub retry_after: Option<Duration>,
+}
+
 /// Run until `shutdown` is cancelled.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with_trigger(cfg, shutdown, SyncTrigger::default()).await
+}
+
+/// Run until `shutdown` is cancelled; `trigger` starts a sync at once.
+pub async fn run_with_trigger(
+    cfg: Config,
+    shutdown: CancellationToken,
+    trigger: SyncTrigger,
+) -> Result<(), DaemonError> {
     let mut gateway = match Gateway::open(&cfg) {
         Ok(g) => Some(g),
         Err(GatewayError::Store(e @ StoreError::Quarantined { .. })) => {
@@ -40,10 +134,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonE
         }
         Err(e) => return Err(e.into()),
     };
-    let source = pms::from_config(&cfg);
+    let source = pms::from_config(&cfg)?;
     notify_ready();
     let watchdog = watchdog_interval();
-    let mut failures: u32 = 0;
+    let mut schedule = Schedule::new(cfg.pms.poll_interval, cfg.pms.full_sync_every);
     let mut next = Duration::ZERO;
     loop {
         let sleep = tokio::time::sleep(next);
@@ -57,6 +151,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonE
                     return Ok(());
                 }
                 _ = &mut sleep => break,
+                _ = trigger.0.notified() => {
+                    tracing::info!("sync requested");
+                    break;
+                }
                 _ = async { match tick { Some(t) => t.await, None => std::future::pending().await } } => {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
@@ -67,17 +165,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonE
             next = cfg.pms.poll_interval;
             continue;
         };
-        match sync_once(gw, source.as_ref()).await {
-            Ok(()) => {
-                failures = 0;
-                next = cfg.pms.poll_interval;
-            }
-            Err(reason) => {
+        let request = schedule.request(crate::gateway::wall_clock());
+        match sync_with(gw, source.as_ref(), request).await {
+            Ok(()) => next = schedule.succeeded(&request),
+            Err(failure) => {
                 let jitter = rand::thread_rng().gen_range(-0.2..=0.2);
-                next = backoff(failures, cfg.pms.poll_interval, jitter);
-                failures = failures.saturating_add(1);
-                tracing::warn!(%reason, retry_in = ?next, "sync failed; access unchanged");
-                if let Err(e) = gw.record_sync_failure(&reason, crate::gateway::wall_clock()) {
+                next = schedule.failed(failure.retry_after, jitter);
+                tracing::warn!(reason = %failure.reason, retry_in = ?next, "sync failed; access unchanged");
+                if let Err(e) =
+                    gw.record_sync_failure(&failure.reason, crate::gateway::wall_clock())
+                {
                     tracing::error!(error = %e, "could not record the sync failure");
                 }
             }
@@ -85,15 +182,29 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonE
     }
 }
 
-/// One sync: fetch, plan, commit. Returns the failure reason as a log-safe string.
+/// One complete sync: fetch, plan, commit. Returns the failure reason as a log-safe string.
 pub async fn sync_once(gw: &mut Gateway, source: &dyn RosterSource) -> Result<(), String> {
-    let snapshot = source
-        .fetch(FetchRequest::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let t = gw
-        .sync(&snapshot, crate::gateway::wall_clock())
-        .map_err(|e| e.to_string())?;
+    let request = FetchRequest {
+        changed_since: None,
+        now: crate::gateway::wall_clock(),
+    };
+    sync_with(gw, source, request).await.map_err(|f| f.reason)
+}
+
+/// One sync as `request` says (complete or incremental).
+pub async fn sync_with(
+    gw: &mut Gateway,
+    source: &dyn RosterSource,
+    request: FetchRequest,
+) -> Result<(), SyncFailure> {
+    let snapshot = source.fetch(request).await.map_err(|e| SyncFailure {
+        reason: e.to_string(),
+        retry_after: e.retry_after(),
+    })?;
+    let t = gw.sync(&snapshot, request.now).map_err(|e| SyncFailure {
+        reason: e.to_string(),
+        retry_after: None,
+    })?;
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for s in t.suggestions() {
         *counts.entry(s.display_state()).or_default() += 1;
@@ -112,6 +223,7 @@ pub async fn sync_once(gw: &mut Gateway, source: &dyn RosterSource) -> Result<()
     }
     tracing::info!(
         source = source.kind(),
+        complete = snapshot.complete,
         residents = snapshot.residents.len(),
         pending = counts.get("pending").copied().unwrap_or(0),
         held = counts.get("held").copied().unwrap_or(0),
@@ -151,6 +263,60 @@ mod tests {
         assert_eq!(backoff(4, cap, 0.0), Duration::from_secs(160));
         assert_eq!(backoff(5, cap, 0.0), cap);
         assert_eq!(backoff(40, cap, 0.0), cap);
+    }
+
+    fn at(min: i64) -> Timestamp {
+        use chrono::TimeZone;
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    #[test]
+    fn a_complete_roster_comes_first_and_every_full_interval_with_changes_in_between() {
+        let mut s = Schedule::new(Duration::from_secs(300), Duration::from_secs(3600));
+        let r = s.request(at(0));
+        assert_eq!(r.changed_since, None, "the first fetch is complete");
+        assert_eq!(s.succeeded(&r), Duration::from_secs(300));
+        let r = s.request(at(5));
+        assert_eq!(r.changed_since, Some(at(0) - INCREMENTAL_OVERLAP));
+        s.succeeded(&r);
+        let r = s.request(at(10));
+        assert_eq!(r.changed_since, Some(at(5) - INCREMENTAL_OVERLAP));
+        let r = s.request(at(60));
+        assert_eq!(
+            r.changed_since, None,
+            "an hour on, the roster is fetched whole again"
+        );
+    }
+
+    #[test]
+    fn after_a_failure_the_next_incremental_fetch_reaches_back_to_the_last_success() {
+        let mut s = Schedule::new(Duration::from_secs(300), Duration::from_secs(3600));
+        s.succeeded(&s.request(at(0)));
+        s.failed(None, 0.0);
+        s.failed(None, 0.0);
+        let r = s.request(at(20));
+        assert_eq!(r.changed_since, Some(at(0) - INCREMENTAL_OVERLAP));
+    }
+
+    #[test]
+    fn a_failed_sync_backs_off_but_never_sooner_than_the_pms_asked() {
+        let mut s = Schedule::new(Duration::from_secs(300), Duration::from_secs(3600));
+        assert_eq!(s.failed(None, 0.0), Duration::from_secs(10));
+        assert_eq!(s.failed(None, 0.0), Duration::from_secs(20));
+        assert_eq!(
+            s.failed(Some(Duration::from_secs(120)), 0.0),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            s.failed(Some(Duration::from_secs(900)), 0.0),
+            Duration::from_secs(900)
+        );
+        s.succeeded(&s.request(at(0)));
+        assert_eq!(
+            s.failed(None, 0.0),
+            Duration::from_secs(10),
+            "success resets the backoff"
+        );
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 "{}: ok (site {}, pms {}, store {})",
                 file.display(),
                 cfg.site.id,
-                pms::from_config(&cfg).kind(),
+                cfg.pms.source.kind(),
                 cfg.store.path.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -211,18 +211,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn fetch(cfg: &Config) -> anyhow::Result<leasegate::core::Snapshot> {
-    let source = pms::from_config(cfg);
+    let source = pms::from_config(cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(source.fetch(FetchRequest::default()))
-        .with_context(|| {
-            format!(
-                "the {} roster could not be fetched; nothing was changed",
-                source.kind()
-            )
-        })
+    rt.block_on(source.fetch(FetchRequest {
+        changed_since: None,
+        now: gateway::wall_clock(),
+    }))
+    .with_context(|| {
+        format!(
+            "the {} roster could not be fetched; nothing was changed",
+            source.kind()
+        )
+    })
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {

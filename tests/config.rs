@@ -283,7 +283,7 @@ fn an_inline_secret_is_refused_with_a_hint_to_use_a_file_and_its_value_is_never_
 fn an_inline_secret_under_an_unknown_pms_kind_is_still_refused_and_not_shown() {
     let text = INTERFACE_CONFIG.replace(
         "kind = \"file\"",
-        "kind = \"buildium\"\nclient_secret = \"cs-0123456789\"",
+        "kind = \"yardi\"\nclient_secret = \"cs-0123456789\"",
     );
     let errors = config::parse(&text, Path::new("leasegate.toml")).unwrap_err();
     find(&errors.0, "pms.kind");
@@ -504,9 +504,9 @@ fn a_secret_is_read_from_the_systemd_credentials_directory_before_the_config_fol
     std::env::remove_var("CREDENTIALS_DIRECTORY");
     let without = config::read_secret(base.path(), "api-key");
 
-    assert_eq!(from_creds.unwrap(), "from-credentials");
-    assert_eq!(fallback.unwrap(), "beside-the-config");
-    assert_eq!(without.unwrap(), "from-config-dir");
+    assert_eq!(from_creds.unwrap().expose(), "from-credentials");
+    assert_eq!(fallback.unwrap().expose(), "beside-the-config");
+    assert_eq!(without.unwrap().expose(), "from-config-dir");
 }
 
 #[test]
@@ -515,7 +515,9 @@ fn a_secret_error_names_the_file_but_never_the_content() {
     let abs = base.path().join("absolute-secret");
     std::fs::write(&abs, "s3cret-value\n").unwrap();
     assert_eq!(
-        config::read_secret(Path::new("/nonexistent"), abs.to_str().unwrap()).unwrap(),
+        config::read_secret(Path::new("/nonexistent"), abs.to_str().unwrap())
+            .unwrap()
+            .expose(),
         "s3cret-value"
     );
     std::fs::write(base.path().join("blank"), "").unwrap();
@@ -560,4 +562,73 @@ fn load_reports_the_named_files_problems_even_when_the_config_itself_is_wrong() 
         vec!["access.mode", "site.site_file", "pms.path"],
         "{e}"
     );
+}
+
+const BUILDIUM_SITE: &str =
+    "[site]\nid = \"maple-court\"\ntimezone = \"America/Denver\"\n\n[store]\npath = \"state\"\n\n";
+
+#[test]
+fn the_buildium_interface_config_parses() {
+    let text = format!(
+        "{BUILDIUM_SITE}[pms]\nkind = \"buildium\"\nbase_url = \"https://api.example.test\"\nproperty_ids = [\"12345\"]\nclient_id_file = \"buildium-client-id\"\nclient_secret_file = \"buildium-client-secret\"\nca_file = \"pms-ca.pem\"\npoll_interval = \"5m\"\ntimeout = \"30s\"\n"
+    );
+    let cfg = config::parse(&text, Path::new("/etc/leasegate/leasegate.toml")).unwrap();
+    match &cfg.pms.source {
+        PmsSource::Buildium {
+            http,
+            property_ids,
+            client_id_file,
+            client_secret_file,
+        } => {
+            assert_eq!(http.base_url, "https://api.example.test");
+            assert_eq!(http.timeout, Duration::from_secs(30));
+            assert_eq!(
+                http.ca_file.as_deref(),
+                Some(Path::new("/etc/leasegate/pms-ca.pem"))
+            );
+            assert_eq!(property_ids, &vec!["12345".to_string()]);
+            assert_eq!(client_id_file, "buildium-client-id");
+            assert_eq!(client_secret_file, "buildium-client-secret");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cfg.pms.full_sync_every, Duration::from_secs(3600));
+    assert_eq!(cfg.pms.secrets_base, PathBuf::from("/etc/leasegate"));
+}
+
+#[test]
+fn a_pms_over_plain_http_or_without_properties_or_credentials_is_refused() {
+    let text = format!(
+        "{BUILDIUM_SITE}[pms]\nkind = \"buildium\"\nbase_url = \"http://api.example.test\"\nproperty_ids = []\nclient_secret = \"hunter2\"\n"
+    );
+    let e = config::parse(&text, Path::new("/etc/leasegate/leasegate.toml")).unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "pms.base_url",
+        "pms.property_ids",
+        "pms.client_id_file",
+        "pms.client_secret_file",
+        "pms.client_secret",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {e}");
+    }
+    assert!(!e.to_string().contains("hunter2"));
+}
+
+#[test]
+fn check_config_reads_each_secret_file_and_names_the_missing_ones_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("leasegate.toml");
+    std::fs::write(
+        &cfg,
+        format!("{BUILDIUM_SITE}[pms]\nkind = \"rentmanager\"\nbase_url = \"https://acme.api.rentmanager.test\"\nproperty_ids = [1]\nlocation_id = \"1\"\nusername_file = \"rm-user\"\npassword_file = \"rm-password\"\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("rm-user"), "leasegate\n").unwrap();
+    let e = config::load(&cfg).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].key, "pms.password_file");
+    std::fs::write(dir.path().join("rm-password"), "s3cret\n").unwrap();
+    let ok = config::load(&cfg).unwrap();
+    assert_eq!(ok.pms.source.kind(), "rentmanager");
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 pub use duration::parse_duration;
-pub use secret::{read_secret, SecretError};
+pub use secret::{read_secret, Secret, SecretError};
 
 use crate::core::{site, EvictionPolicy, Guard, Mode, Policy, Site};
 
@@ -52,12 +52,84 @@ pub struct AccessConfig {
 pub struct PmsConfig {
     pub source: PmsSource,
     pub poll_interval: Duration,
+    /// How often a complete roster is fetched; polls in between fetch only changes where
+    /// the vendor supports it.
+    pub full_sync_every: Duration,
+    /// Where relative secret file names resolve (after `$CREDENTIALS_DIRECTORY`).
+    pub secrets_base: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum PmsSource {
     /// A normalized roster file, for properties without an API and for the demo.
     File { path: PathBuf },
+    Buildium {
+        http: crate::pms::http::HttpSettings,
+        property_ids: Vec<String>,
+        client_id_file: String,
+        client_secret_file: String,
+    },
+    Entrata {
+        http: crate::pms::http::HttpSettings,
+        property_ids: Vec<String>,
+        username_file: String,
+        password_file: String,
+    },
+    RentManager {
+        http: crate::pms::http::HttpSettings,
+        property_ids: Vec<String>,
+        location_id: String,
+        username_file: String,
+        password_file: String,
+    },
+}
+
+impl PmsSource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PmsSource::File { .. } => "file",
+            PmsSource::Buildium { .. } => "buildium",
+            PmsSource::Entrata { .. } => "entrata",
+            PmsSource::RentManager { .. } => "rentmanager",
+        }
+    }
+
+    /// The secret files this source reads, as `(config key, file name)`.
+    pub fn secret_files(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            PmsSource::File { .. } => vec![],
+            PmsSource::Buildium {
+                client_id_file,
+                client_secret_file,
+                ..
+            } => vec![
+                ("pms.client_id_file", client_id_file),
+                ("pms.client_secret_file", client_secret_file),
+            ],
+            PmsSource::Entrata {
+                username_file,
+                password_file,
+                ..
+            }
+            | PmsSource::RentManager {
+                username_file,
+                password_file,
+                ..
+            } => vec![
+                ("pms.username_file", username_file),
+                ("pms.password_file", password_file),
+            ],
+        }
+    }
+
+    pub fn http(&self) -> Option<&crate::pms::http::HttpSettings> {
+        match self {
+            PmsSource::File { .. } => None,
+            PmsSource::Buildium { http, .. }
+            | PmsSource::Entrata { http, .. }
+            | PmsSource::RentManager { http, .. } => Some(http),
+        }
+    }
 }
 
 /// One problem: which file, which key, and why.
@@ -90,7 +162,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-pub const PMS_KINDS: &[&str] = &["file"];
+pub const PMS_KINDS: &[&str] = &["file", "buildium", "entrata", "rentmanager"];
 
 /// Collects problems while a table is read, and flags keys nobody asked for.
 struct Reader {
@@ -202,6 +274,42 @@ impl Reader {
                 }
             },
             None => default,
+        }
+    }
+
+    /// A non-empty list of strings (integers are accepted and kept as written).
+    fn string_list(&mut self, s: &mut Section, key: &'static str) -> Option<Vec<String>> {
+        let path = format!("{}.{key}", s.path);
+        match self.value(s, key) {
+            Some(Value::Array(items)) if !items.is_empty() => {
+                let mut out = Vec::new();
+                for (i, v) in items.iter().enumerate() {
+                    match v {
+                        Value::String(x) if !x.trim().is_empty() => out.push(x.clone()),
+                        Value::Integer(n) => out.push(n.to_string()),
+                        other => {
+                            self.err(
+                                format!("{path}[{i}]"),
+                                format!("must be a non-empty string, not {}", other.type_str()),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Some(Value::Array(_)) => {
+                self.err(path, "must name at least one");
+                None
+            }
+            Some(other) => {
+                self.err(path, format!("must be a list, not {}", other.type_str()));
+                None
+            }
+            None => {
+                self.err(path, "is required");
+                None
+            }
         }
     }
 
@@ -369,10 +477,78 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
             "must be at most 1d: access must follow the lease",
         );
     }
+    let full_sync_every = r.duration(&mut s, "full_sync_every", Duration::from_secs(3600));
+    if full_sync_every < poll_interval {
+        r.err("pms.full_sync_every", "must be at least pms.poll_interval");
+    }
     let source = match kind.as_deref() {
         Some("file") => r
             .path(&mut s, "path", &base, true)
             .map(|path| PmsSource::File { path }),
+        Some(k @ ("buildium" | "entrata" | "rentmanager")) => {
+            let http = http_settings(&mut r, &mut s, &base);
+            let property_ids = r.string_list(&mut s, "property_ids");
+            let mut secret = |r: &mut Reader, key: &'static str| r.string(&mut s, key, true);
+            match k {
+                "buildium" => {
+                    let id = secret(&mut r, "client_id_file");
+                    let secret_file = secret(&mut r, "client_secret_file");
+                    match (http, property_ids, id, secret_file) {
+                        (
+                            Some(http),
+                            Some(property_ids),
+                            Some(client_id_file),
+                            Some(client_secret_file),
+                        ) => Some(PmsSource::Buildium {
+                            http,
+                            property_ids,
+                            client_id_file,
+                            client_secret_file,
+                        }),
+                        _ => None,
+                    }
+                }
+                "entrata" => {
+                    let user = secret(&mut r, "username_file");
+                    let pass = secret(&mut r, "password_file");
+                    match (http, property_ids, user, pass) {
+                        (
+                            Some(http),
+                            Some(property_ids),
+                            Some(username_file),
+                            Some(password_file),
+                        ) => Some(PmsSource::Entrata {
+                            http,
+                            property_ids,
+                            username_file,
+                            password_file,
+                        }),
+                        _ => None,
+                    }
+                }
+                _ => {
+                    let user = secret(&mut r, "username_file");
+                    let pass = secret(&mut r, "password_file");
+                    let location = r.string(&mut s, "location_id", true);
+                    match (http, property_ids, user, pass, location) {
+                        (
+                            Some(http),
+                            Some(property_ids),
+                            Some(username_file),
+                            Some(password_file),
+                            Some(location_id),
+                        ) => Some(PmsSource::RentManager {
+                            http,
+                            property_ids,
+                            location_id,
+                            username_file,
+                            password_file,
+                        }),
+                        _ => None,
+                    }
+                }
+            }
+        }
         Some(other) => {
             s.lenient = true;
             r.err(
@@ -410,10 +586,39 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
             pms: PmsConfig {
                 source,
                 poll_interval,
+                full_sync_every,
+                secrets_base: base.clone(),
             },
         }),
         _ => Err(wrap(r.errors)),
     }
+}
+
+/// `base_url`, `timeout` and `ca_file`, shared by the HTTPS adapters.
+fn http_settings(
+    r: &mut Reader,
+    s: &mut Section,
+    base: &Path,
+) -> Option<crate::pms::http::HttpSettings> {
+    let url = r.string(s, "base_url", true);
+    let timeout = r.duration(s, "timeout", Duration::from_secs(30));
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(300) {
+        r.err("pms.timeout", "must be between 1s and 5m");
+    }
+    let ca_file = r.path(s, "ca_file", base, false);
+    let url = url?;
+    if !url.starts_with("https://") || url.len() <= "https://".len() {
+        r.err(
+            "pms.base_url",
+            format!("{url:?} must be an https:// URL: lease data never travels in the clear"),
+        );
+        return None;
+    }
+    Some(crate::pms::http::HttpSettings {
+        base_url: url,
+        timeout,
+        ca_file,
+    })
 }
 
 fn toml_error(e: &toml::de::Error) -> String {
@@ -458,6 +663,7 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             cfg.site.site_file.clone(),
             match &cfg.pms.source {
                 PmsSource::File { path } => Some(path.clone()),
+                _ => None,
             },
         ),
         Err(_) => named_files(&text, &base),
@@ -475,6 +681,28 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             });
         } else if let Err(e) = load_site(sf) {
             errors.extend(e.0);
+        }
+    }
+    if let Ok(cfg) = &parsed {
+        for (key, name) in cfg.pms.source.secret_files() {
+            if let Err(e) = read_secret(&cfg.pms.secrets_base, name) {
+                errors.push(ConfigError {
+                    file: file.to_path_buf(),
+                    key: key.into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        if let Some(http) = cfg.pms.source.http() {
+            if let Some(ca) = &http.ca_file {
+                if let Err(e) = crate::pms::http::Http::new(http) {
+                    errors.push(ConfigError {
+                        file: file.to_path_buf(),
+                        key: "pms.ca_file".into(),
+                        reason: format!("{} ({e})", ca.display()),
+                    });
+                }
+            }
         }
     }
     if let Some(path) = &roster {

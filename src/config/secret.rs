@@ -16,6 +16,33 @@ pub enum SecretError {
     Empty { path: PathBuf },
 }
 
+/// A credential in memory. It prints as `***` in logs, errors and `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must send it (an HTTP header, a login body).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// Where a secret named `name` in a config whose folder is `base` is read from.
 pub fn secret_path(base: &Path, name: &str, credentials_dir: Option<&Path>) -> PathBuf {
     let p = Path::new(name);
@@ -32,7 +59,7 @@ pub fn secret_path(base: &Path, name: &str, credentials_dir: Option<&Path>) -> P
 }
 
 /// Read a secret, trimming one trailing newline (editors add one).
-pub fn read_secret(base: &Path, name: &str) -> Result<String, SecretError> {
+pub fn read_secret(base: &Path, name: &str) -> Result<Secret, SecretError> {
     let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let path = secret_path(base, name, creds.as_deref());
     let text = std::fs::read_to_string(&path).map_err(|source| SecretError::Unreadable {
@@ -44,7 +71,7 @@ pub fn read_secret(base: &Path, name: &str) -> Result<String, SecretError> {
     if value.is_empty() {
         return Err(SecretError::Empty { path });
     }
-    Ok(value.to_string())
+    Ok(Secret(value.to_string()))
 }
 
 #[cfg(test)]
@@ -74,6 +101,8 @@ mod tests {
             Err(SecretError::Empty { .. })
         ));
         std::fs::write(dir.path().join("ok"), "s3cret\n").unwrap();
-        assert_eq!(read_secret(dir.path(), "ok").unwrap(), "s3cret");
+        let s = read_secret(dir.path(), "ok").unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
     }
 }
