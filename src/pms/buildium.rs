@@ -66,7 +66,6 @@
 //! turns that tenant past.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -83,10 +82,6 @@ pub const PAGE_LIMIT: u64 = 1000;
 pub const LEASE_STATUSES: [&str; 3] = ["Active", "Past", "Future"];
 /// Sort on the lease id, a unique key, so that paging is stable.
 pub const ORDER_BY: &str = "Id asc";
-/// A 429 asking for a longer wait than this is not waited out in the fetch.
-pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
-/// Requests per page, the first included, while the PMS answers 429.
-pub const MAX_TRIES: u32 = 3;
 
 const CLIENT_ID_HEADER: &str = "x-buildium-client-id";
 const CLIENT_SECRET_HEADER: &str = "x-buildium-client-secret";
@@ -213,30 +208,16 @@ impl BuildiumSource {
         query.push(("offset", offset.to_string()));
         query.push(("limit", PAGE_LIMIT.to_string()));
         let url = self.http.url("/v1/leases");
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let req = self
-                .http
-                .client()
-                .get(&url)
-                .query(&query)
-                .headers(self.auth.clone())
-                .header(reqwest::header::ACCEPT, "application/json");
-            match self.http.send(req).await {
-                Err(PmsError::RateLimited {
-                    retry_after: Some(wait),
-                }) if wait <= MAX_RETRY_WAIT && tries < MAX_TRIES => {
-                    tracing::info!(
-                        offset,
-                        wait_s = wait.as_secs(),
-                        "buildium rate-limited the page; waiting as asked"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                other => return other,
-            }
-        }
+        self.http
+            .send_retrying("buildium", || {
+                self.http
+                    .client()
+                    .get(&url)
+                    .query(&query)
+                    .headers(self.auth.clone())
+                    .header(reqwest::header::ACCEPT, "application/json")
+            })
+            .await
     }
 
     async fn fetch_all(&self, request: FetchRequest) -> Result<Snapshot, PmsError> {

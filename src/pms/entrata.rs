@@ -85,7 +85,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -104,9 +103,6 @@ pub const METHOD_VERSION: &str = "r1";
 pub const LEASE_STATUS_IDS: &str = "1,2,3,4,5,6";
 /// The time zone of every Entrata date.
 pub const ENTRATA_TZ: Tz = chrono_tz::America::Denver;
-/// A 429 is retried at most this many times in all, and only for waits up to [`MAX_WAIT`].
-const MAX_TRIES: u32 = 3;
-const MAX_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct EntrataSource {
@@ -233,16 +229,17 @@ impl EntrataSource {
             ("page_no", page.to_string()),
             ("per_page", PAGE_SIZE.to_string()),
         ];
-        send_with_backoff(&self.http, || {
-            self.http
-                .client()
-                .post(&url)
-                .query(&query)
-                .basic_auth(self.username.expose(), Some(self.password.expose()))
-                .header(reqwest::header::ACCEPT, "application/json")
-                .json(&body)
-        })
-        .await
+        self.http
+            .send_retrying("entrata", || {
+                self.http
+                    .client()
+                    .post(&url)
+                    .query(&query)
+                    .basic_auth(self.username.expose(), Some(self.password.expose()))
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .json(&body)
+            })
+            .await
     }
 
     fn secrets(&self) -> [&str; 2] {
@@ -257,31 +254,6 @@ impl RosterSource for EntrataSource {
 
     fn fetch(&self, request: FetchRequest) -> FetchFuture<'_> {
         Box::pin(self.fetch_roster(request))
-    }
-}
-
-/// Send, retrying a 429 whose announced wait is short.
-async fn send_with_backoff(
-    http: &Http,
-    build: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<JsonResponse, PmsError> {
-    let mut tries = 1;
-    loop {
-        match http.send(build()).await {
-            Err(PmsError::RateLimited {
-                retry_after: Some(wait),
-            }) if tries < MAX_TRIES && wait <= MAX_WAIT => {
-                tracing::warn!(
-                    pms = "entrata",
-                    wait_s = wait.as_secs(),
-                    try_no = tries,
-                    "rate-limited; retrying"
-                );
-                tokio::time::sleep(wait).await;
-                tries += 1;
-            }
-            other => return other,
-        }
     }
 }
 

@@ -164,6 +164,42 @@ impl Http {
     }
 }
 
+/// A 429 asking for a longer wait than this is not waited out inside a fetch: it goes back
+/// to the daemon, whose backoff honours it.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+/// Requests per call, the first included, while the PMS answers 429.
+pub const MAX_TRIES: u32 = 3;
+
+impl Http {
+    /// [`Http::send`], waiting out a 429 whose announced wait is short (at most
+    /// [`MAX_RETRY_WAIT`], [`MAX_TRIES`] requests in all). `build` makes the request afresh
+    /// for each try.
+    pub async fn send_retrying(
+        &self,
+        pms: &'static str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<JsonResponse, PmsError> {
+        let mut tries = 1;
+        loop {
+            match self.send(build()).await {
+                Err(PmsError::RateLimited {
+                    retry_after: Some(wait),
+                }) if tries < MAX_TRIES && wait <= MAX_RETRY_WAIT => {
+                    tracing::warn!(
+                        pms,
+                        wait_s = wait.as_secs(),
+                        try_no = tries,
+                        "rate-limited; waiting as asked"
+                    );
+                    tokio::time::sleep(wait).await;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 fn transport_error(e: reqwest::Error) -> PmsError {
     if e.is_timeout() {
         return PmsError::Timeout;

@@ -68,7 +68,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -88,8 +87,6 @@ pub const EMBEDS: &str = "Leases,Leases.Unit";
 pub const FIELDS: &str = "TenantID,Name,FirstName,LastName,Status,PropertyID,UpdateDate,Leases";
 /// How far an incremental fetch reaches back before `changed_since`.
 pub const INCREMENTAL_OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
-const MAX_TRIES: u32 = 3;
-const MAX_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct RentManagerSource {
@@ -261,15 +258,16 @@ impl RentManagerSource {
             ("pageSize", PAGE_SIZE.to_string()),
             ("pageNumber", page.to_string()),
         ];
-        send_with_backoff(&self.http, || {
-            self.http
-                .client()
-                .get(&url)
-                .query(&query)
-                .header(TOKEN_HEADER, token.clone())
-                .header(ACCEPT, "application/json")
-        })
-        .await
+        self.http
+            .send_retrying("rentmanager", || {
+                self.http
+                    .client()
+                    .get(&url)
+                    .query(&query)
+                    .header(TOKEN_HEADER, token.clone())
+                    .header(ACCEPT, "application/json")
+            })
+            .await
     }
 
     /// The kept token, or a new one.
@@ -293,14 +291,16 @@ impl RentManagerSource {
             "LocationID": self.location_id,
         });
         let url = self.http.url("/Authentication/AuthorizeUser");
-        let resp = send_with_backoff(&self.http, || {
-            self.http
-                .client()
-                .post(&url)
-                .header(ACCEPT, "application/json")
-                .json(&body)
-        })
-        .await?;
+        let resp = self
+            .http
+            .send_retrying("rentmanager", || {
+                self.http
+                    .client()
+                    .post(&url)
+                    .header(ACCEPT, "application/json")
+                    .json(&body)
+            })
+            .await?;
         // The answer is the token itself; no parser message is passed on, as it could quote it.
         match serde_json::from_slice::<Value>(&resp.body) {
             Ok(Value::String(t)) if !t.trim().is_empty() => Ok(Secret::new(t.trim())),
@@ -318,31 +318,6 @@ impl RosterSource for RentManagerSource {
 
     fn fetch(&self, request: FetchRequest) -> FetchFuture<'_> {
         Box::pin(self.fetch_roster(request))
-    }
-}
-
-/// Send, retrying a 429 whose announced wait is short.
-async fn send_with_backoff(
-    http: &Http,
-    build: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<JsonResponse, PmsError> {
-    let mut tries = 1;
-    loop {
-        match http.send(build()).await {
-            Err(PmsError::RateLimited {
-                retry_after: Some(wait),
-            }) if tries < MAX_TRIES && wait <= MAX_WAIT => {
-                tracing::warn!(
-                    pms = "rentmanager",
-                    wait_s = wait.as_secs(),
-                    try_no = tries,
-                    "rate-limited; retrying"
-                );
-                tokio::time::sleep(wait).await;
-                tries += 1;
-            }
-            other => return other,
-        }
     }
 }
 
