@@ -166,7 +166,28 @@ pub async fn run_with_trigger(
             continue;
         };
         let request = schedule.request(crate::gateway::wall_clock());
-        match sync_with(gw, source.as_ref(), request).await {
+        // A sync can take minutes (timeouts, a PMS asking us to wait): keep the watchdog fed
+        // and stop promptly. Dropping the sync mid-fetch is safe: nothing is written until
+        // the whole roster is in.
+        let result = {
+            let sync = sync_with(gw, source.as_ref(), request);
+            tokio::pin!(sync);
+            loop {
+                let tick = watchdog.map(tokio::time::sleep);
+                tokio::select! {
+                    r = &mut sync => break r,
+                    _ = shutdown.cancelled() => {
+                        tracing::info!("shutting down during a sync; nothing was written");
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+                        return Ok(());
+                    }
+                    _ = async { match tick { Some(t) => t.await, None => std::future::pending().await } } => {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    }
+                }
+            }
+        };
+        match result {
             Ok(()) => next = schedule.succeeded(&request),
             Err(failure) => {
                 let jitter = rand::thread_rng().gen_range(-0.2..=0.2);
@@ -191,16 +212,39 @@ pub async fn sync_once(gw: &mut Gateway, source: &dyn RosterSource) -> Result<()
     sync_with(gw, source, request).await.map_err(|f| f.reason)
 }
 
+/// Whether an incremental snapshot holds anyone whose status would not keep them current.
+pub fn needs_whole_roster(snapshot: &crate::core::Snapshot) -> bool {
+    !snapshot.complete
+        && snapshot
+            .residents
+            .iter()
+            .any(|e| e.status.standing() != crate::core::Standing::Current)
+}
+
 /// One sync as `request` says (complete or incremental).
 pub async fn sync_with(
     gw: &mut Gateway,
     source: &dyn RosterSource,
     request: FetchRequest,
 ) -> Result<(), SyncFailure> {
-    let snapshot = source.fetch(request).await.map_err(|e| SyncFailure {
+    let failed = |e: pms::PmsError| SyncFailure {
         reason: e.to_string(),
         retry_after: e.retry_after(),
-    })?;
+    };
+    let mut snapshot = source.fetch(request).await.map_err(failed)?;
+    if needs_whole_roster(&snapshot) {
+        // A change that may take access away is judged on the whole roster: the person's
+        // other lease (a renewal, the destination of a transfer) need not be among the
+        // changes, and judging one lease alone could lock a current resident out.
+        tracing::info!("an incremental fetch lowers someone's standing; fetching the whole roster");
+        snapshot = source
+            .fetch(FetchRequest {
+                changed_since: None,
+                now: request.now,
+            })
+            .await
+            .map_err(failed)?;
+    }
     let t = gw.sync(&snapshot, request.now).map_err(|e| SyncFailure {
         reason: e.to_string(),
         retry_after: None,

@@ -76,10 +76,10 @@
 //! a `requestId` that is not ours. Unknown extra fields are ignored. HTTP 429 is retried after
 //! the wait the rate-limit headers announce when that is at most 30 s, at most 3 tries in all;
 //! otherwise the error is returned and the sync loop backs off. The wait is what the shared
-//! transport reads: `Retry-After`, or a single-number `X-RateLimit-Reset`. Entrata's own
-//! multi-window form (`X-RateLimit-Reset: 14991;591;51`, seconds left in its day, hour and
-//! minute windows, beside `X-RateLimit-Remaining: 8631/day;351/hour;0/minute`) is not read yet,
-//! so such a 429 is returned at once. The credentials travel only in
+//! transport reads: `Retry-After`, or `X-RateLimit-Reset`, including Entrata's multi-window
+//! form (`X-RateLimit-Reset: 14991;591;51`, seconds left in its day, hour and minute
+//! windows, beside `X-RateLimit-Remaining: 8631/day;351/hour;0/minute`: the wait is the reset
+//! of the window that is used up). The credentials travel only in
 //! the `Authorization` header; they never appear in an error or in `Debug` output, and a
 //! server message that echoes them is masked.
 
@@ -301,7 +301,9 @@ fn roster_entries(leases: &[Lease], now: Timestamp) -> Vec<RosterEntry> {
     use crate::core::Standing;
     let mut by_customer: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, l) in leases.iter().enumerate() {
-        for c in &l.customers {
+        // A lease where the person only guarantees someone else's rent is not theirs to move
+        // into.
+        for c in l.customers.iter().filter(|c| !c.guarantor) {
             by_customer.entry(c.id.as_str()).or_default().push(i);
         }
     }

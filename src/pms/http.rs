@@ -16,6 +16,9 @@ use super::PmsError;
 
 pub const USER_AGENT: &str = concat!("leasegate/", env!("CARGO_PKG_VERSION"));
 
+/// The largest answer read: a 1,000-row Buildium page is about 1.5 MB.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
 /// A PMS's base URL and how to reach it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpSettings {
@@ -124,10 +127,21 @@ impl Http {
 
     /// Send a request and insist on a 2xx JSON answer, read whole.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<JsonResponse, PmsError> {
-        let resp = req.send().await.map_err(transport_error)?;
+        let mut resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport_error)?;
+        // Read with a ceiling: a runaway answer must not take the Pi's memory with it.
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(PmsError::Malformed(format!(
+                    "the PMS answer exceeds {} MiB",
+                    MAX_BODY_BYTES >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
         if !status.is_success() {
             return Err(status_error(status, &headers));
         }

@@ -47,7 +47,8 @@ pub fn expect_page(total: u64, offset: u64, limit: u64, got: usize) -> Result<()
 
 /// One person may appear on several leases (a transfer leaves a past lease behind; a
 /// renewal adds a future one). Keep one entry per person: the one whose status grants the
-/// most, so that an old lease never revokes the keys of a current one.
+/// most, so that an old lease never revokes the keys of a current one. Current on two
+/// leases in different units gives no unit (a manager decides).
 pub fn merge_people(entries: Vec<RosterEntry>) -> Vec<RosterEntry> {
     use crate::core::Standing;
     fn rank(e: &RosterEntry) -> u8 {
@@ -62,7 +63,13 @@ pub fn merge_people(entries: Vec<RosterEntry>) -> Vec<RosterEntry> {
     let mut by_id: std::collections::BTreeMap<String, RosterEntry> = Default::default();
     let mut order = Vec::new();
     for e in entries {
-        match by_id.get(&e.id) {
+        match by_id.get_mut(&e.id) {
+            Some(have) if rank(have) == rank(&e) && rank(&e) == 5 && have.unit != e.unit => {
+                // Current on two leases in two units (a flat and a garage; a transfer the PMS
+                // shows half done): no unit rather than a guess that could flip from sync to
+                // sync. The rules then keep the keys held and ask a manager.
+                have.unit = None;
+            }
             Some(have) if rank(have) >= rank(&e) => {}
             Some(_) => {
                 by_id.insert(e.id.clone(), e);
@@ -163,6 +170,21 @@ mod tests {
         assert!(expect_page(2500, 2000, 1000, 499).is_err());
         assert!(expect_page(2500, 0, 1000, 999).is_err());
         assert!(expect_page(10, 0, 1000, 11).is_err());
+    }
+
+    #[test]
+    fn current_on_two_units_at_once_gives_no_unit_rather_than_a_guess() {
+        let merged = merge_people(vec![
+            e("t1", "4B", PmsStatus::Current),
+            e("t1", "G12", PmsStatus::Notice),
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].unit, None);
+        let same = merge_people(vec![
+            e("t1", "4B", PmsStatus::Current),
+            e("t1", "4B", PmsStatus::Current),
+        ]);
+        assert_eq!(same[0].unit.as_deref(), Some("4B"));
     }
 
     #[test]

@@ -61,9 +61,7 @@
 //! missing `x-total-results`, a short or long page, a total that changes between pages or a
 //! tenant twice is an error, never a smaller roster. Unknown extra fields are ignored. HTTP 429
 //! is retried after the wait the headers announce when that is at most 30 s, at most 3 tries.
-//! Rent Manager's `x-ratelimit-reset` is a Unix time, which the shared transport does not read
-//! as a wait; only `Retry-After` is honoured, and a 429 without it is returned at once for the
-//! sync loop to back off.
+//! Without `Retry-After`, Rent Manager's `x-ratelimit-reset` (a Unix time) gives the wait.
 //! The username, password and token never appear in an error or in `Debug` output.
 
 use std::collections::BTreeSet;
@@ -529,10 +527,12 @@ fn start_of_day(tz: Tz, d: NaiveDate) -> Option<Timestamp> {
 }
 
 /// A Rent Manager date (`2026-11-30T00:00:00`, with or without fraction or offset, or
-/// `2026-11-30`) as a calendar day in the site's time zone.
-pub fn local_date(s: &str, tz: Tz) -> Option<NaiveDate> {
+/// `2026-11-30`) as the calendar day it names, which is a day at the property. An offset is
+/// serialization noise (a .NET midnight in UTC): moving it into the site's zone would end a
+/// tenancy a day early, so the day is taken as written.
+pub fn local_date(s: &str, _site: Tz) -> Option<NaiveDate> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&tz).date_naive());
+        return Some(t.date_naive());
     }
     if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
         return Some(t.date());
@@ -554,8 +554,9 @@ mod tests {
         assert_eq!(local_date("2026-11-30T00:00:00.000", tz), Some(d));
         assert_eq!(local_date("2026-11-30", tz), Some(d));
         assert_eq!(local_date("11/30/2026", tz), Some(d));
-        // 05:00Z on 1 December is still 30 November in Denver.
-        assert_eq!(local_date("2026-12-01T05:00:00Z", tz), Some(d));
+        // Midnight UTC on the 30th is the 30th, not the evening of the 29th in Denver.
+        assert_eq!(local_date("2026-11-30T00:00:00Z", tz), Some(d));
+        assert_eq!(local_date("2026-11-30T00:00:00-07:00", tz), Some(d));
         assert_eq!(local_date("soon", tz), None);
     }
 
