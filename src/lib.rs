@@ -8,9 +8,12 @@
 //!   acknowledging, schema version, audit log, and quarantine of a store that fails to open.
 //! - [`config`]: the deployment config (TOML) and the site file, validated before any I/O,
 //!   with every error reported at once.
-//! - [`pms`]: roster sources behind the [`pms::RosterSource`] trait (the `file` source today).
+//! - [`pms`]: roster sources behind the [`pms::RosterSource`] trait: the `file` source and
+//!   the Buildium, Entrata and Rent Manager adapters, over the shared HTTPS transport in
+//!   [`pms::http`]. Adapters translate; all-or-nothing paging lives in [`pms::expect_page`].
 //! - [`gateway`]: the service that joins a store and the rules: sync, plan, decisions.
-//! - [`daemon`]: `run(config, shutdown)`: the long-running gateway and its sync loop.
+//! - [`daemon`]: `run(config, shutdown)`: the long-running gateway and its sync loop
+//!   (complete and incremental fetches, backoff, a "sync now" trigger, watchdog).
 //! - [`report`]: the JSON that `plan` and `sync --once` print.
 
 pub mod config;
