@@ -3,6 +3,8 @@
 
 #[path = "support/https.rs"]
 mod https;
+#[path = "support/plan_cli.rs"]
+mod plan_cli;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,6 +16,7 @@ use https::{Reply, Request, TestServer};
 use leasegate::core::{PmsStatus, RosterEntry, Snapshot};
 use leasegate::pms::http::USER_AGENT;
 use leasegate::pms::{FetchRequest, PmsError, RentManagerSource, RosterSource};
+use plan_cli::{plan, suggestions};
 use serde_json::{json, Value};
 
 const USER: &str = "rm-user-Jt4q";
@@ -1015,40 +1018,6 @@ const DEMO_ROSTER: &str = r#"{
     { "id": "923", "name": "Dev Patel", "unit": "2A", "status": "past" }
   ]
 }"#;
-
-async fn plan(config: PathBuf) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_leasegate"))
-            .args(["plan", "--config"])
-            .arg(&config)
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .env_remove("LEASEGATE_LOG")
-            .env_remove("LEASEGATE_LOG_FORMAT")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn suggestions(stdout: &[u8]) -> Vec<(String, String, String, String, String)> {
-    let report: Value = serde_json::from_slice(stdout).expect("plan prints JSON");
-    report["suggestions"]
-        .as_array()
-        .expect("a suggestions list")
-        .iter()
-        .map(|s| {
-            let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
-            (
-                text("id"),
-                text("resident_id"),
-                text("unit"),
-                s["key"].to_string(),
-                text("action"),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leasegate_plan_works_against_rent_manager_and_a_500_fails_it_with_the_reason() {

@@ -126,13 +126,7 @@ impl EntrataSource {
                 "the config does not name an Entrata source".into(),
             ));
         };
-        for id in property_ids {
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(PmsError::Setup(format!(
-                    "pms.property_ids: {id:?} is not an Entrata property id (a number)"
-                )));
-            }
-        }
+        super::check_numeric_ids(property_ids, "Entrata property id")?;
         let secret = |name: &str| {
             read_secret(&cfg.pms.secrets_base, name).map_err(|e| PmsError::Setup(e.to_string()))
         };

@@ -45,6 +45,25 @@ pub fn expect_page(total: u64, offset: u64, limit: u64, got: usize) -> Result<()
     }
 }
 
+/// Property ids go into query strings and filter expressions: digits only, so that none
+/// can change their meaning.
+pub(crate) fn check_numeric_ids(ids: &[String], what: &str) -> Result<(), PmsError> {
+    match ids
+        .iter()
+        .find(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(id) => Err(PmsError::Setup(format!(
+            "pms.property_ids: {id:?} is not a{} {what} (a number)",
+            if what.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                "n"
+            } else {
+                ""
+            }
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// One person may appear on several leases (a transfer leaves a past lease behind; a
 /// renewal adds a future one). Keep one entry per person: the one whose status grants the
 /// most, so that an old lease never revokes the keys of a current one. Current on two

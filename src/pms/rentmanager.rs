@@ -111,14 +111,7 @@ impl RentManagerSource {
                 "the config does not name a Rent Manager source".into(),
             ));
         };
-        // Ids go into the filter expression: digits only, so none can change its meaning.
-        for id in property_ids {
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(PmsError::Setup(format!(
-                    "pms.property_ids: {id:?} is not a Rent Manager PropertyID (a number)"
-                )));
-            }
-        }
+        super::check_numeric_ids(property_ids, "Rent Manager PropertyID")?;
         let location_id = location_id.trim().parse::<u64>().map_err(|_| {
             PmsError::Setup(format!(
                 "pms.location_id: {location_id:?} is not a Rent Manager LocationID (a number)"
