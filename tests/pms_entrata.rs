@@ -825,7 +825,7 @@ async fn every_fault_is_an_error_never_a_roster() {
 }
 
 #[tokio::test]
-async fn an_empty_property_is_an_empty_roster_the_core_can_alert_on() {
+async fn an_empty_property_is_an_empty_complete_roster_not_an_error() {
     let server = https::start(single(vec![])).await;
     let (_d, source) = source_for(&server).await;
     let snap = fetch_at(&source, now()).await.unwrap();
