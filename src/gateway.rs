@@ -36,6 +36,8 @@ pub struct Gateway {
     store: Store,
     world: World,
     policy: Policy,
+    /// Bumped after every committed change, for the MQTT publisher and device writers.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gateway {
@@ -61,11 +63,30 @@ impl Gateway {
                  mode is in force (access.mode only seeds a new store)"
             );
         }
-        Ok(Gateway {
+        let mut gw = Gateway {
             store,
             world,
             policy: cfg.access.policy,
-        })
+            changed: tokio::sync::watch::channel(0).0,
+        };
+        gw.assign_pins(wall_clock())?;
+        Ok(gw)
+    }
+
+    /// A receiver that changes after every committed state change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Give a PIN to every key holder who lacks one (OS randomness).
+    fn assign_pins(&mut self, now: Timestamp) -> Result<(), GatewayError> {
+        let t = core::assign_missing_pins(&self.world, &mut rand::rngs::OsRng, now);
+        if !t.is_empty() {
+            self.store.commit(&t)?;
+            self.world.apply(&t);
+            self.changed.send_modify(|n| *n += 1);
+        }
+        Ok(())
     }
 
     pub fn world(&self) -> &World {
@@ -80,7 +101,9 @@ impl Gateway {
         &self.policy
     }
 
-    fn commit(&mut self, t: Transition) -> Result<Transition, GatewayError> {
+    /// Make a transition computed against [`Gateway::world`] durable, then apply it. New key
+    /// holders get their PIN in a second transaction right after.
+    pub fn commit(&mut self, t: Transition) -> Result<Transition, GatewayError> {
         if let Err(e) = self.store.commit(&t) {
             // The transaction may have landed even though the fsync after it failed: read
             // the truth back rather than guess, so memory never drifts from disk.
@@ -90,9 +113,19 @@ impl Gateway {
                     tracing::error!(error = %reload, "cannot reload the store after a failed commit")
                 }
             }
+            self.changed.send_modify(|n| *n += 1);
             return Err(e.into());
         }
         self.world.apply(&t);
+        self.changed.send_modify(|n| *n += 1);
+        if t.changes
+            .iter()
+            .any(|c| matches!(c, core::Change::Grant(_)))
+        {
+            if let Err(e) = self.assign_pins(t.audit.last().map_or_else(wall_clock, |a| a.at)) {
+                tracing::error!(error = %e, "could not assign PINs to new key holders");
+            }
+        }
         Ok(t)
     }
 

@@ -19,7 +19,10 @@
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod events;
 pub mod gateway;
+pub mod outbox;
 pub mod pms;
 pub mod report;
+pub mod seal;
 pub mod store;

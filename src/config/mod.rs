@@ -6,6 +6,9 @@
 //! Bad config exits 64 (EX_USAGE) in `main`.
 
 mod duration;
+mod mqtt;
+pub mod nuki;
+pub mod osdp;
 mod secret;
 
 use std::fmt;
@@ -15,6 +18,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 pub use duration::parse_duration;
+pub use mqtt::{MqttConfig, MqttUrl};
 pub use secret::{read_secret, Secret, SecretError};
 
 use crate::core::{site, EvictionPolicy, Guard, Mode, Policy, Site};
@@ -27,6 +31,10 @@ pub struct Config {
     pub store: StoreConfig,
     pub access: AccessConfig,
     pub pms: PmsConfig,
+    /// The MQTT API; `None` when the config has no `[mqtt]` section.
+    pub mqtt: Option<MqttConfig>,
+    pub osdp: osdp::OsdpConfig,
+    pub nuki: nuki::NukiConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +47,10 @@ pub struct SiteConfig {
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// The key that seals device keys at rest (32 random bytes, made on first start).
+    /// Default: `<path>.key`, beside the store; point it at a systemd credential to keep it
+    /// off the data disk.
+    pub key_file: PathBuf,
 }
 
 #[derive(Clone, Debug)]
@@ -407,6 +419,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
 
     let mut s = r.section(&root, "store", true);
     let store_path = r.path(&mut s, "path", &base, true);
+    let key_file = r.path(&mut s, "key_file", &base, false);
     r.finish(s);
 
     let mut s = r.section(&root, "access", false);
@@ -567,8 +580,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     };
     r.finish(s);
 
+    let mqtt = mqtt::parse(&mut r, &root, &base);
+    let osdp = osdp::parse(root.get("osdp"), &base, &mut r.errors);
+    let nuki = nuki::parse(root.get("nuki"), &base, &mut r.errors);
+
     for key in root.keys() {
-        if !["site", "store", "access", "pms"].contains(&key.as_str()) {
+        if !["site", "store", "access", "pms", "mqtt", "osdp", "nuki"].contains(&key.as_str()) {
             r.err(key.clone(), "unknown section");
         }
     }
@@ -581,7 +598,14 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
                 timezone,
                 site_file,
             },
-            store: StoreConfig { path: store_path },
+            store: StoreConfig {
+                key_file: key_file.unwrap_or_else(|| {
+                    let mut k = store_path.clone().into_os_string();
+                    k.push(".key");
+                    PathBuf::from(k)
+                }),
+                path: store_path,
+            },
             access: AccessConfig { mode, policy },
             pms: PmsConfig {
                 source,
@@ -589,6 +613,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
                 full_sync_every,
                 secrets_base: base.clone(),
             },
+            mqtt,
+            osdp,
+            nuki,
         }),
         _ => Err(wrap(r.errors)),
     }

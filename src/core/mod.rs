@@ -4,6 +4,7 @@
 //! decision, and the time. Outputs are a [`Transition`]: the record changes, their audit
 //! entries and any alerts. The store makes a transition durable before anyone applies it.
 
+mod credentials;
 mod decide;
 mod desired;
 mod plan;
@@ -11,6 +12,9 @@ pub mod site;
 mod types;
 mod world;
 
+pub use credentials::{
+    allocate_pin, assign_missing_pins, enroll_card, remove_card, Card, CardError, Credentials, Pin,
+};
 pub use decide::{
     approve, assign_key, discard, replace_site, set_mode, set_override, unassign_key, Decision,
     ItemResult, MAX_BATCH,
@@ -41,6 +45,12 @@ pub enum CoreError {
     AlreadyHeld { resident: ResidentId, key: KeyId },
     #[error("resident {resident:?} does not hold key {key:?}")]
     NotHeld { resident: ResidentId, key: KeyId },
+    #[error("this card is already enrolled for this resident")]
+    CardAlreadyEnrolled,
+    #[error("this card is enrolled for another resident")]
+    CardTaken,
+    #[error("this card is not enrolled for this resident")]
+    CardNotEnrolled,
     #[error("invalid site data: {}", .0.iter().map(|(p, r)| format!("{p}: {r}")).collect::<Vec<_>>().join("; "))]
     InvalidSite(Vec<(String, String)>),
 }

@@ -396,4 +396,6 @@ pub enum Alert {
         resident_id: ResidentId,
         unit: Option<String>,
     },
+    /// Every keypad code is taken: new residents get no PIN until codes are freed.
+    PinsExhausted,
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::credentials::Credentials;
 use super::site::{Site, SiteIndex};
 use super::types::*;
 
@@ -23,6 +24,8 @@ pub struct World {
     /// Pending suggestions only; decided ones live in the store's history.
     pub pending: BTreeMap<SuggestionId, Suggestion>,
     pub overrides: BTreeMap<ResidentId, Override>,
+    /// Cards and PINs, by resident.
+    pub credentials: BTreeMap<ResidentId, Credentials>,
     /// Sequence number the next suggestion gets.
     pub next_seq: u64,
 }
@@ -48,6 +51,8 @@ pub enum Change {
     NextSeq(u64),
     /// The desired credential set of this device may have changed: its writer must look.
     DeviceDirty(DeviceId),
+    /// Upsert of a resident's cards and PIN.
+    Credentials(Credentials),
 }
 
 /// A record as it stood, serialized once when the decision was made. Kept as JSON text so
@@ -102,11 +107,14 @@ pub struct Transition {
     pub changes: Vec<Change>,
     pub audit: Vec<AuditEntry>,
     pub alerts: Vec<Alert>,
+    /// The reply to the request that made this change, stored in the same transaction so a
+    /// repeated request replays it instead of applying twice: `(actor/transaction, JSON)`.
+    pub reply: Option<(String, String)>,
 }
 
 impl Transition {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.audit.is_empty()
+        self.changes.is_empty() && self.audit.is_empty() && self.reply.is_none()
     }
 
     /// Suggestions written by this transition, in order, last write per id winning.
@@ -223,6 +231,9 @@ impl World {
                 }
                 Change::NextSeq(n) => self.next_seq = *n,
                 Change::DeviceDirty(_) => {}
+                Change::Credentials(c) => {
+                    self.credentials.insert(c.resident_id.clone(), c.clone());
+                }
             }
         }
     }
@@ -241,6 +252,7 @@ pub(crate) struct TxBuilder<'w> {
     born: BTreeMap<SuggestionId, (usize, usize)>,
     residents: BTreeMap<ResidentId, Resident>,
     grants: BTreeMap<(ResidentId, KeyId), Option<Grant>>,
+    credentials: BTreeMap<ResidentId, Credentials>,
     dirty: BTreeSet<DeviceId>,
 }
 
@@ -260,6 +272,7 @@ impl<'w> TxBuilder<'w> {
             born: BTreeMap::new(),
             residents: BTreeMap::new(),
             grants: BTreeMap::new(),
+            credentials: BTreeMap::new(),
             dirty: BTreeSet::new(),
         }
     }
@@ -452,6 +465,45 @@ impl<'w> TxBuilder<'w> {
             }
         }
         self.t.changes.push(Change::Site(site));
+    }
+
+    /// The credentials as this transition sees them.
+    pub fn credentials(&self, resident: &str) -> Option<&Credentials> {
+        self.credentials
+            .get(resident)
+            .or_else(|| self.world.credentials.get(resident))
+    }
+
+    /// Upsert a resident's cards and PIN. The audit entry records formats and counts only.
+    pub fn put_credentials(&mut self, c: Credentials) {
+        let before = self.credentials(&c.resident_id).cloned();
+        if before.as_ref() == Some(&c) {
+            return;
+        }
+        self.audit(
+            "credentials.update",
+            c.resident_id.clone(),
+            before.map(|b| json(&b.redacted())),
+            Some(json(&c.redacted())),
+        );
+        // Every device the resident can open must pick up the new card or code.
+        let keys: Vec<KeyId> = self
+            .world
+            .grants
+            .get(&c.resident_id)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let pending: Vec<KeyId> = self
+            .grants
+            .iter()
+            .filter(|((r, _), g)| r == &c.resident_id && g.is_some())
+            .map(|((_, k), _)| k.clone())
+            .collect();
+        for k in keys.iter().chain(&pending) {
+            self.mark_dirty(k);
+        }
+        self.credentials.insert(c.resident_id.clone(), c.clone());
+        self.t.changes.push(Change::Credentials(c));
     }
 
     pub fn finish(mut self) -> Transition {

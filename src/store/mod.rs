@@ -89,6 +89,9 @@ const HISTORY: &str = "history";
 const OVERRIDES: &str = "overrides";
 const OUTBOX: &str = "outbox";
 const AUDIT: &str = "audit";
+const CREDENTIALS: &str = "credentials";
+const DEVICES: &str = "devices";
+const REPLIES: &str = "replies";
 
 const K_SCHEMA: &[u8] = b"schema_version";
 const K_SETTINGS: &[u8] = b"settings";
@@ -110,6 +113,11 @@ pub struct Store {
     overrides: sled::Tree,
     outbox: sled::Tree,
     audit: sled::Tree,
+    credentials: sled::Tree,
+    /// Each device writer's own durable state (acknowledged records, sealed keys).
+    devices: sled::Tree,
+    /// First replies to state-changing requests, by actor and transaction.
+    replies: sled::Tree,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -218,6 +226,9 @@ impl Store {
             overrides: t(OVERRIDES)?,
             outbox: t(OUTBOX)?,
             audit: t(AUDIT)?,
+            credentials: t(CREDENTIALS)?,
+            devices: t(DEVICES)?,
+            replies: t(REPLIES)?,
             path: path.to_path_buf(),
             db,
             db_file,
@@ -345,13 +356,18 @@ impl Store {
             let o: crate::core::Override = dec(OVERRIDES, &k, &v)?;
             w.overrides.insert(o.resident_id.clone(), o);
         }
+        for kv in self.credentials.iter() {
+            let (k, v) = kv?;
+            let c: crate::core::Credentials = dec(CREDENTIALS, &k, &v)?;
+            w.credentials.insert(c.resident_id.clone(), c);
+        }
         Ok(w)
     }
 
     /// Write a transition atomically and durably. When this returns `Ok`, the change
     /// survives kill -9 and power loss; when it returns `Err`, none of it was written.
     pub fn commit(&self, t: &Transition) -> Result<(), StoreError> {
-        if t.changes.is_empty() && t.audit.is_empty() {
+        if t.is_empty() {
             return Ok(());
         }
         let trees = (
@@ -364,9 +380,23 @@ impl Store {
             &self.overrides,
             &self.outbox,
             &self.audit,
+            &self.credentials,
+            &self.replies,
         );
         let res: Result<(), TransactionError<StoreError>> = trees.transaction(
-            |(meta, site, residents, grants, pending, history, overrides, outbox, audit)| {
+            |(
+                meta,
+                site,
+                residents,
+                grants,
+                pending,
+                history,
+                overrides,
+                outbox,
+                audit,
+                credentials,
+                replies,
+            )| {
                 for c in &t.changes {
                     match c {
                         Change::Resident(r) => {
@@ -408,7 +438,13 @@ impl Store {
                             let gen = read_u64(outbox, d.as_bytes())?;
                             outbox.insert(d.as_bytes(), &(gen + 1).to_be_bytes())?;
                         }
+                        Change::Credentials(c) => {
+                            credentials.insert(c.resident_id.as_bytes(), enc(c))?;
+                        }
                     }
+                }
+                if let Some((key, reply)) = &t.reply {
+                    replies.insert(key.as_bytes(), reply.as_bytes())?;
                 }
                 let mut seq = read_u64(meta, K_AUDIT_SEQ)?;
                 for a in &t.audit {
@@ -484,6 +520,31 @@ impl Store {
         )?;
         self.durable()?;
         Ok(res.is_ok())
+    }
+
+    /// A device writer's own state blob, as it last stored it.
+    pub fn device_state(&self, device: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.devices.get(device.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Replace a device writer's state blob durably (flushed and fsynced on return).
+    pub fn put_device_state(&self, device: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.devices.insert(device.as_bytes(), bytes)?;
+        self.durable()
+    }
+
+    /// The first reply to a state-changing request, stored with the change it made.
+    pub fn reply(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .replies
+            .get(key.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Store a reply of a request that changed nothing (a refusal is replayed as well).
+    pub fn put_reply(&self, key: &str, reply: &str) -> Result<(), StoreError> {
+        self.replies.insert(key.as_bytes(), reply.as_bytes())?;
+        self.durable()
     }
 
     /// Audit entries with sequence numbers, oldest first, starting after `after`.
