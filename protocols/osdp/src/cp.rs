@@ -124,6 +124,8 @@ struct Outstanding {
     sent: Sent,
     sqn: u8,
     deadline: Instant,
+    bytes: Vec<u8>,
+    resent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,9 @@ pub struct PdLink {
     phase: Phase,
     sqn: u8,
     outstanding: Option<Outstanding>,
+    /// The last command, to be sent again unchanged (same SQN, same MAC) after one lost or
+    /// corrupted reply: a PD that got it replays its reply, one that did not processes it.
+    retry: Option<Outstanding>,
     channel: Option<Channel>,
     /// A session being set up: keys and randoms between CCRYPT and RMAC_I.
     pending: Option<(SessionKeys, KeyUse, [u8; 16])>,
@@ -161,6 +166,7 @@ impl PdLink {
             phase: Phase::Id,
             sqn: 0,
             outstanding: None,
+            retry: None,
             channel: None,
             pending: None,
             id: None,
@@ -230,6 +236,7 @@ impl PdLink {
         self.channel = None;
         self.pending = None;
         self.outstanding = None;
+        self.retry = None;
     }
 
     /// Bytes to write now (mark byte included), or None when nothing is due (waiting for a
@@ -239,6 +246,12 @@ impl PdLink {
             return None;
         }
         self.not_before = None;
+        if let Some(mut again) = self.retry.take() {
+            again.deadline = now + self.settings.reply_timeout;
+            let bytes = again.bytes.clone();
+            self.outstanding = Some(again);
+            return Some(bytes);
+        }
         let (sent, cmd) = match self.phase {
             Phase::Id => (Sent::Id, Command::Id),
             Phase::Cap => (Sent::Cap, Command::Cap),
@@ -286,12 +299,15 @@ impl PdLink {
     }
 
     fn send(&mut self, frame: Frame, sent: Sent, now: Instant) -> Vec<u8> {
+        let bytes = frame.encode_with_mark();
         self.outstanding = Some(Outstanding {
             sent,
             sqn: frame.sqn,
             deadline: now + self.settings.reply_timeout,
+            bytes: bytes.clone(),
+            resent: false,
         });
-        frame.encode_with_mark()
+        bytes
     }
 
     fn advance_sqn(&mut self) {
@@ -301,19 +317,33 @@ impl PdLink {
     /// The reply deadline passed without a valid reply (the driver also calls this for a
     /// corrupted reply, so that both take the same recovery path).
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Event> {
-        if self.outstanding.is_none() {
+        let Some(out) = self.outstanding.take() else {
             return Vec::new();
-        }
-        self.fail(LinkError::NoReply(self.failures + 1), now)
+        };
+        self.fail_with(LinkError::NoReply(self.failures + 1), now, Some(out))
     }
 
     fn fail(&mut self, err: LinkError, now: Instant) -> Vec<Event> {
-        self.restart();
+        self.fail_with(err, now, None)
+    }
+
+    /// A failed exchange. The first failure of a command sends it again unchanged; a second
+    /// one (or any failure that is not a transmission error) starts the session over.
+    fn fail_with(&mut self, err: LinkError, now: Instant, out: Option<Outstanding>) -> Vec<Event> {
         self.failures += 1;
+        match out {
+            Some(mut out) if err.is_retryable() && !out.resent => {
+                out.resent = true;
+                self.outstanding = None;
+                self.retry = Some(out);
+            }
+            _ => self.restart(),
+        }
         let mut ev = Vec::new();
         let fatal = !err.is_retryable();
         if fatal || self.failures >= self.settings.max_failures {
             self.not_before = Some(now + self.settings.offline_retry);
+            self.restart();
             if self.online || fatal || self.failures == self.settings.max_failures {
                 ev.push(Event::Offline(match err {
                     LinkError::NoReply(_) => LinkError::NoReply(self.failures),
@@ -335,13 +365,13 @@ impl PdLink {
             return vec![];
         };
         if frame.sqn != out.sqn {
-            return self.fail(LinkError::NoReply(self.failures + 1), now);
+            return self.fail_with(LinkError::NoReply(self.failures + 1), now, Some(out));
         }
         // Authenticate and decrypt.
         let data = match (self.channel.as_mut(), &frame.scb) {
             (Some(ch), Some(_)) => match ch.open_reply(frame) {
                 Ok(d) => d,
-                Err(e) => return self.fail(e.into(), now),
+                Err(e) => return self.fail_with(e.into(), now, Some(out)),
             },
             // A PD that lost the session answers in the clear; only a NAK is believed.
             (Some(_), None) if frame.code == crate::message::code::NAK => frame.data.clone(),
@@ -350,7 +380,7 @@ impl PdLink {
         };
         let reply = match Reply::decode(frame.code, &data) {
             Ok(r) => r,
-            Err(_) => return self.fail(LinkError::NoReply(self.failures + 1), now),
+            Err(_) => return self.fail_with(LinkError::NoReply(self.failures + 1), now, Some(out)),
         };
         self.advance_sqn();
         if let Reply::Busy = reply {
@@ -366,18 +396,21 @@ impl PdLink {
 
     fn on_nak(&mut self, sent: Sent, reason: NakReason, now: Instant) -> Vec<Event> {
         match sent {
+            // The PD lost our sequence or our session (it restarted, or it does not replay a
+            // reply for a repeated SQN, as libosdp): start over and send the command again.
+            _ if reason == NakReason::SequenceError
+                || (self.channel.is_some() && reason == NakReason::ScConditions) =>
+            {
+                self.fail(LinkError::NoReply(self.failures + 1), now)
+            }
+            // The PD saw a corrupted command: send it again.
+            _ if reason == NakReason::BadCheck => {
+                self.fail(LinkError::NoReply(self.failures + 1), now)
+            }
             Sent::Queued => {
                 let (tag, _) = self.queue.pop_front().expect("queued command in flight");
                 self.failures = 0;
-                let ev = vec![Event::Nak { tag, reason }];
-                // A NAK about sequence or security means the PD lost our session.
-                if matches!(
-                    reason,
-                    NakReason::SequenceError | NakReason::ScConditions | NakReason::BadCheck
-                ) {
-                    self.restart();
-                }
-                ev
+                vec![Event::Nak { tag, reason }]
             }
             Sent::Challenge { install: false, .. } if self.settings.install_mode => {
                 // The PD may only know SCBK-D.

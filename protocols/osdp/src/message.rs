@@ -383,7 +383,7 @@ impl Reply {
                 serial: u32::from_le_bytes([data[5], data[6], data[7], data[8]]),
                 firmware: [data[9], data[10], data[11]],
             }),
-            code::PDCAP if data.len() % 3 == 0 => Reply::PdCap(
+            code::PDCAP if data.len().is_multiple_of(3) => Reply::PdCap(
                 data.chunks_exact(3)
                     .map(|c| Capability {
                         function: c[0],

@@ -122,7 +122,7 @@ impl SessionKeys {
     /// the input is not a whole number of blocks. Returns the full 16-byte chain value.
     pub fn mac(&self, iv: &[u8; 16], input: &[u8]) -> [u8; 16] {
         let mut padded = input.to_vec();
-        if padded.len() % 16 != 0 || padded.is_empty() {
+        if !padded.len().is_multiple_of(16) || padded.is_empty() {
             padded.push(0x80);
             padded.resize(padded.len().div_ceil(16) * 16, 0);
         }
@@ -155,7 +155,7 @@ impl SessionKeys {
     }
 
     pub fn decrypt(&self, iv: &[u8; 16], cipher: &[u8]) -> Result<Vec<u8>, ScError> {
-        if cipher.is_empty() || cipher.len() % 16 != 0 {
+        if cipher.is_empty() || !cipher.len().is_multiple_of(16) {
             return Err(ScError::BadPadding);
         }
         let mut buf = cipher.to_vec();
