@@ -107,6 +107,14 @@ impl Record {
         }
     }
 
+    /// Decode one record that fills `buf` exactly.
+    pub fn decode(buf: &[u8]) -> Result<Record, ProfileError> {
+        let mut r = Reader(buf);
+        let rec = r.record()?;
+        r.finish()?;
+        Ok(rec)
+    }
+
     /// The checks a PD applies before storing a record.
     pub fn validate(&self) -> Result<(), ProfileError> {
         if self.id == 0 {
