@@ -9,11 +9,14 @@
 use std::time::Duration;
 
 use rand::Rng;
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::core::{SuggestionState, Timestamp};
 use crate::gateway::{Gateway, GatewayError};
+use crate::outbox::SharedGateway;
 use crate::pms::{self, FetchRequest, RosterSource};
 use crate::store::StoreError;
 
@@ -23,6 +26,8 @@ pub enum DaemonError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Source(#[from] pms::PmsError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
 }
 
 /// Backoff after `failures` consecutive failed syncs: 10 s doubling, capped at `cap`, with
@@ -119,14 +124,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonE
     run_with_trigger(cfg, shutdown, SyncTrigger::default()).await
 }
 
+/// How long tasks get to finish after SIGTERM before the process exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Run until `shutdown` is cancelled; `trigger` starts a sync at once.
 pub async fn run_with_trigger(
     cfg: Config,
     shutdown: CancellationToken,
     trigger: SyncTrigger,
 ) -> Result<(), DaemonError> {
-    let mut gateway = match Gateway::open(&cfg) {
-        Ok(g) => Some(g),
+    let gateway: Option<SharedGateway> = match Gateway::open(&cfg) {
+        Ok(g) => Some(Arc::new(tokio::sync::Mutex::new(g))),
         Err(GatewayError::Store(e @ StoreError::Quarantined { .. })) => {
             // Stay up so that status can say why, but touch no access.
             tracing::error!(error = %e, "refusing to grant or revoke anything");
@@ -135,7 +143,59 @@ pub async fn run_with_trigger(
         Err(e) => return Err(e.into()),
     };
     let source = pms::from_config(&cfg)?;
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stop_tasks = shutdown.child_token();
+    if let Some(m) = &cfg.mqtt {
+        if m.embedded {
+            crate::mqtt::broker::start(&m.url)?;
+        }
+        let events = crate::events::channel();
+        let alerts = match &gateway {
+            Some(g) => g.lock().await.subscribe_alerts(),
+            None => tokio::sync::broadcast::channel(1).1,
+        };
+        let api = crate::mqtt::Api {
+            gw: gateway.clone(),
+            trigger: trigger.clone(),
+            planner: Some(Arc::from(pms::from_config(&cfg)?)),
+            devices: Default::default(),
+            pairing: None,
+        };
+        let inputs = crate::mqtt::Inputs {
+            api,
+            device_events: events.subscribe(),
+            alerts,
+        };
+        let mqtt_cfg = cfg.clone();
+        let stop = stop_tasks.clone();
+        tracing::info!(broker = %m.url, topics = %crate::mqtt::Topics::new(&m.base_topic, &cfg.site.id).root(), "MQTT API starting");
+        tasks.spawn(async move {
+            if let Err(e) = crate::mqtt::run(&mqtt_cfg, inputs, stop).await {
+                tracing::error!(error = %e, "the MQTT API stopped");
+            }
+        });
+    }
+    tasks.close();
     notify_ready();
+    let result = sync_loop(&cfg, gateway.as_ref(), source.as_ref(), &shutdown, &trigger).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    stop_tasks.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks did not stop within the grace period");
+    }
+    result
+}
+
+async fn sync_loop(
+    cfg: &Config,
+    gateway: Option<&SharedGateway>,
+    source: &dyn RosterSource,
+    shutdown: &CancellationToken,
+    trigger: &SyncTrigger,
+) -> Result<(), DaemonError> {
     let watchdog = watchdog_interval();
     let mut schedule = Schedule::new(cfg.pms.poll_interval, cfg.pms.full_sync_every);
     let mut next = Duration::ZERO;
@@ -147,7 +207,6 @@ pub async fn run_with_trigger(
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutting down");
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                     return Ok(());
                 }
                 _ = &mut sleep => break,
@@ -160,7 +219,7 @@ pub async fn run_with_trigger(
                 }
             }
         }
-        let Some(gw) = gateway.as_mut() else {
+        let Some(gw) = gateway else {
             tracing::error!("the store is quarantined: run `leasegate rebuild` to recover");
             next = cfg.pms.poll_interval;
             continue;
@@ -168,9 +227,13 @@ pub async fn run_with_trigger(
         let request = schedule.request(crate::gateway::wall_clock());
         // A sync can take minutes (timeouts, a PMS asking us to wait): keep the watchdog fed
         // and stop promptly. Dropping the sync mid-fetch is safe: nothing is written until
-        // the whole roster is in.
+        // the whole roster is in, and the gateway is locked only to plan and commit.
         let result = {
-            let sync = sync_with(gw, source.as_ref(), request);
+            let sync = async {
+                let snapshot = fetch_for(source, request).await?;
+                let mut g = gw.lock().await;
+                apply_snapshot(&mut g, source.kind(), &snapshot, request.now)
+            };
             tokio::pin!(sync);
             loop {
                 let tick = watchdog.map(tokio::time::sleep);
@@ -178,7 +241,6 @@ pub async fn run_with_trigger(
                     r = &mut sync => break r,
                     _ = shutdown.cancelled() => {
                         tracing::info!("shutting down during a sync; nothing was written");
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                         return Ok(());
                     }
                     _ = async { match tick { Some(t) => t.await, None => std::future::pending().await } } => {
@@ -193,9 +255,11 @@ pub async fn run_with_trigger(
                 let jitter = rand::thread_rng().gen_range(-0.2..=0.2);
                 next = schedule.failed(failure.retry_after, jitter);
                 tracing::warn!(reason = %failure.reason, retry_in = ?next, "sync failed; access unchanged");
-                if let Err(e) =
-                    gw.record_sync_failure(&failure.reason, crate::gateway::wall_clock())
-                {
+                let recorded = gw
+                    .lock()
+                    .await
+                    .record_sync_failure(&failure.reason, crate::gateway::wall_clock());
+                if let Err(e) = recorded {
                     tracing::error!(error = %e, "could not record the sync failure");
                 }
             }
@@ -227,25 +291,45 @@ pub async fn sync_with(
     source: &dyn RosterSource,
     request: FetchRequest,
 ) -> Result<(), SyncFailure> {
+    let snapshot = fetch_for(source, request).await?;
+    apply_snapshot(gw, source.kind(), &snapshot, request.now)
+}
+
+/// Fetch what `request` asks for; an incremental fetch that lowers anyone's standing is
+/// replaced by the whole roster.
+pub async fn fetch_for(
+    source: &dyn RosterSource,
+    request: FetchRequest,
+) -> Result<crate::core::Snapshot, SyncFailure> {
     let failed = |e: pms::PmsError| SyncFailure {
         reason: e.to_string(),
         retry_after: e.retry_after(),
     };
-    let mut snapshot = source.fetch(request).await.map_err(failed)?;
-    if needs_whole_roster(&snapshot) {
-        // A change that may take access away is judged on the whole roster: the person's
-        // other lease (a renewal, the destination of a transfer) need not be among the
-        // changes, and judging one lease alone could lock a current resident out.
-        tracing::info!("an incremental fetch lowers someone's standing; fetching the whole roster");
-        snapshot = source
-            .fetch(FetchRequest {
-                changed_since: None,
-                now: request.now,
-            })
-            .await
-            .map_err(failed)?;
+    let snapshot = source.fetch(request).await.map_err(failed)?;
+    if !needs_whole_roster(&snapshot) {
+        return Ok(snapshot);
     }
-    let t = gw.sync(&snapshot, request.now).map_err(|e| SyncFailure {
+    // A change that may take access away is judged on the whole roster: the person's
+    // other lease (a renewal, the destination of a transfer) need not be among the
+    // changes, and judging one lease alone could lock a current resident out.
+    tracing::info!("an incremental fetch lowers someone's standing; fetching the whole roster");
+    source
+        .fetch(FetchRequest {
+            changed_since: None,
+            now: request.now,
+        })
+        .await
+        .map_err(failed)
+}
+
+/// Plan and commit a fetched snapshot, and log what it did.
+pub fn apply_snapshot(
+    gw: &mut Gateway,
+    source_kind: &str,
+    snapshot: &crate::core::Snapshot,
+    now: Timestamp,
+) -> Result<(), SyncFailure> {
+    let t = gw.sync(snapshot, now).map_err(|e| SyncFailure {
         reason: e.to_string(),
         retry_after: None,
     })?;
@@ -266,7 +350,7 @@ pub async fn sync_with(
         }
     }
     tracing::info!(
-        source = source.kind(),
+        source = source_kind,
         complete = snapshot.complete,
         residents = snapshot.residents.len(),
         pending = counts.get("pending").copied().unwrap_or(0),

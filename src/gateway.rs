@@ -38,6 +38,8 @@ pub struct Gateway {
     policy: Policy,
     /// Bumped after every committed change, for the MQTT publisher and device writers.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Alerts of committed transitions, for the MQTT events.
+    alerts: tokio::sync::broadcast::Sender<(core::Alert, Timestamp)>,
 }
 
 impl Gateway {
@@ -68,6 +70,7 @@ impl Gateway {
             world,
             policy: cfg.access.policy,
             changed: tokio::sync::watch::channel(0).0,
+            alerts: tokio::sync::broadcast::channel(256).0,
         };
         gw.assign_pins(wall_clock())?;
         Ok(gw)
@@ -76,6 +79,11 @@ impl Gateway {
     /// A receiver that changes after every committed state change.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Alerts raised by committed transitions, with their time.
+    pub fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<(core::Alert, Timestamp)> {
+        self.alerts.subscribe()
     }
 
     /// Give a PIN to every key holder who lacks one (OS randomness).
@@ -118,6 +126,10 @@ impl Gateway {
         }
         self.world.apply(&t);
         self.changed.send_modify(|n| *n += 1);
+        let at = t.audit.last().map_or_else(wall_clock, |a| a.at);
+        for a in &t.alerts {
+            let _ = self.alerts.send((a.clone(), at));
+        }
         if t.changes
             .iter()
             .any(|c| matches!(c, core::Change::Grant(_)))
@@ -151,6 +163,7 @@ impl Gateway {
         if let Err(e) = noted {
             tracing::warn!(error = %e, "the sync was applied but its time could not be recorded");
         }
+        self.changed.send_modify(|n| *n += 1);
         Ok(t)
     }
 
@@ -160,6 +173,7 @@ impl Gateway {
         status.last_failure = Some(now);
         status.last_error = Some(error.to_string());
         self.store.put_sync_status(&status)?;
+        self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
 

@@ -204,6 +204,22 @@ pub fn set_override(
     Ok(b.finish())
 }
 
+/// End a manager's override early. Access follows the PMS status again from the next sync
+/// (which reconciles the resident like any other); nothing changes at once.
+pub fn clear_override(
+    world: &World,
+    resident_id: &str,
+    actor: Actor,
+    now: Timestamp,
+) -> Result<Transition, CoreError> {
+    if !world.overrides.contains_key(resident_id) {
+        return Err(CoreError::NoOverride(resident_id.to_string()));
+    }
+    let mut b = TxBuilder::new(world, actor, now);
+    b.clear_override(resident_id);
+    Ok(b.finish())
+}
+
 /// Assign a key by hand to a current resident. It stays while they are current and goes
 /// with everything else when they become Past or Future.
 pub fn assign_key(

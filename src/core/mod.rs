@@ -16,8 +16,8 @@ pub use credentials::{
     allocate_pin, assign_missing_pins, enroll_card, remove_card, Card, CardError, Credentials, Pin,
 };
 pub use decide::{
-    approve, assign_key, discard, replace_site, set_mode, set_override, unassign_key, Decision,
-    ItemResult, MAX_BATCH,
+    approve, assign_key, clear_override, discard, replace_site, set_mode, set_override,
+    unassign_key, Decision, ItemResult, MAX_BATCH,
 };
 pub use desired::{desired_all, desired_for, DeviceSet, DoorAccess};
 pub use plan::{effective_standing, plan, EvictionPolicy, Guard, Policy, RosterEntry, Snapshot};
@@ -45,6 +45,8 @@ pub enum CoreError {
     AlreadyHeld { resident: ResidentId, key: KeyId },
     #[error("resident {resident:?} does not hold key {key:?}")]
     NotHeld { resident: ResidentId, key: KeyId },
+    #[error("resident {0:?} has no override")]
+    NoOverride(ResidentId),
     #[error("this card is already enrolled for this resident")]
     CardAlreadyEnrolled,
     #[error("this card is enrolled for another resident")]
