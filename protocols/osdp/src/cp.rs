@@ -222,11 +222,21 @@ impl PdLink {
         self.queue.drain(keep..).map(|(t, _)| t).collect()
     }
 
-    /// Replace the keys (after a rotation) and start a new session with them.
+    /// Replace the candidate keys and the install-mode permission. The current session goes
+    /// on; call [`PdLink::restart`] to open a new one with the new keys.
     pub fn set_keys(&mut self, keys: Vec<Key>, install_mode: bool) {
         self.settings.keys = keys;
         self.settings.install_mode = install_mode;
-        self.restart();
+    }
+
+    /// A session is open and the link takes queued commands.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Ready, nothing queued and nothing to resend: the next transmission would be a POLL.
+    pub fn is_idle(&self) -> bool {
+        self.is_ready() && self.queue.is_empty() && self.retry.is_none() && self.outstanding.is_none()
     }
 
     /// Forget the session and begin again at sequence number 0.

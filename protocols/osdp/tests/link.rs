@@ -361,6 +361,7 @@ fn commissioning_opens_with_the_install_key_and_keyset_moves_the_panel_to_a_new_
     });
     assert_eq!(p.app.keys_set, vec![new.clone()]);
     l.set_keys(vec![new], false);
+    l.restart();
     let ev = run_until(&mut l, &mut p, &mut now, 10, online);
     assert!(matches!(
         ev.last(),
