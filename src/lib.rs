@@ -21,6 +21,7 @@ pub mod core;
 pub mod daemon;
 pub mod events;
 pub mod gateway;
+pub mod lock;
 pub mod outbox;
 pub mod panel;
 pub mod pms;
