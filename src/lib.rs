@@ -18,10 +18,11 @@
 
 pub mod config;
 pub mod core;
+pub mod ctl;
 pub mod daemon;
 pub mod events;
 pub mod gateway;
-pub mod lock;
+pub mod mqtt;
 pub mod outbox;
 pub mod panel;
 pub mod pms;

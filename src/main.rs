@@ -88,6 +88,73 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         buffer: u16,
     },
+    /// Talk to a running gateway over its MQTT API (as an installer or manager).
+    Ctl(CtlArgs),
+}
+
+#[derive(clap::Args)]
+struct CtlArgs {
+    /// Take the broker URL, base topic and site from this gateway config.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The broker (mqtt://host:port or mqtts://host:port), if not from --config.
+    #[arg(long)]
+    url: Option<String>,
+    /// The site id, if not from --config.
+    #[arg(long)]
+    site: Option<String>,
+    #[arg(long, default_value = "leasegate")]
+    base_topic: String,
+    /// Your MQTT user; requests are made, and audited, in this name.
+    #[arg(long, short)]
+    user: Option<String>,
+    /// A file holding your MQTT password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// The actor to speak as on a broker without users (defaults to --user, then $USER).
+    #[arg(long = "as")]
+    actor: Option<String>,
+    /// Seconds to wait for the gateway.
+    #[arg(long, default_value_t = 15)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// The gateway's state, mode, pending count and last sync.
+    Status,
+    /// Pending suggestions: list, approve or discard them.
+    Suggestions {
+        #[command(subcommand)]
+        command: SuggestionsCommand,
+    },
+    /// Show the mode, or set it.
+    Mode {
+        #[arg(value_parser = ["approval_required", "automatic"])]
+        set: Option<String>,
+    },
+    /// Sync with the PMS now (or, with --plan, show what a sync would do).
+    Sync {
+        #[arg(long)]
+        plan: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuggestionsCommand {
+    List,
+    /// Approve 1 to 50 suggestions by id.
+    Approve {
+        #[arg(required = true, num_args = 1..=50)]
+        ids: Vec<String>,
+    },
+    /// Discard 1 to 50 suggestions by id.
+    Discard {
+        #[arg(required = true, num_args = 1..=50)]
+        ids: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,6 +179,7 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Ctl(args) => ctl(args),
         Command::CheckConfig { file } => {
             let cfg = load_config(&file)?;
             if let Some(sf) = &cfg.site.site_file {
@@ -211,7 +279,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::PanelSim { tty, address, baud, key_file, vendor_code, buffer } => {
+        Command::PanelSim {
+            tty,
+            address,
+            baud,
+            key_file,
+            vendor_code,
+            buffer,
+        } => {
             use tokio_serial::SerialPortBuilderExt;
             let settings = leasegate::panel::sim::SimSettings {
                 address,
@@ -226,7 +301,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot open {}", tty.display()))?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                eprintln!("panel-sim: OSDP PD at address {address} on {}", tty.display());
+                eprintln!(
+                    "panel-sim: OSDP PD at address {address} on {}",
+                    tty.display()
+                );
                 leasegate::panel::sim::run(port, settings, Default::default(), shutdown).await?;
                 anyhow::Ok(())
             })?;
@@ -240,7 +318,9 @@ fn parse_vendor_code(s: &str) -> Result<u32, String> {
         Some(h) => u32::from_str_radix(h, 16),
         None => s.parse(),
     };
-    v.ok().filter(|v| (1..=0xff_ffff).contains(v)).ok_or_else(|| "a 24-bit vendor code such as 0x4c4701".into())
+    v.ok()
+        .filter(|v| (1..=0xff_ffff).contains(v))
+        .ok_or_else(|| "a 24-bit vendor code such as 0x4c4701".into())
 }
 
 /// Print the site's warnings (doors no device serves): not errors, but likely mistakes.
@@ -328,5 +408,136 @@ fn init_logging() {
         Ok("json") => builder.json().init(),
         _ if std::env::var_os("JOURNAL_STREAM").is_some() => builder.without_time().init(),
         _ => builder.init(),
+    }
+}
+
+fn ctl_target(a: &CtlArgs) -> anyhow::Result<leasegate::ctl::Target> {
+    use leasegate::config::MqttUrl;
+    let (url, root) = match &a.config {
+        Some(path) => {
+            let cfg = load_config(path)?;
+            let m = cfg
+                .mqtt
+                .with_context(|| format!("{} has no [mqtt] section", path.display()))?;
+            let site = a.site.clone().unwrap_or(cfg.site.id);
+            (m.url, format!("{}/{site}", m.base_topic))
+        }
+        None => {
+            let url = a
+                .url
+                .as_deref()
+                .context("give --config, or --url and --site")?;
+            let site = a.site.as_deref().context("give --site with --url")?;
+            (
+                MqttUrl::parse(url).map_err(anyhow::Error::msg)?,
+                format!("{}/{site}", a.base_topic),
+            )
+        }
+    };
+    let password = match &a.password_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .trim_end()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let actor = a
+        .actor
+        .clone()
+        .or_else(|| a.user.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    Ok(leasegate::ctl::Target {
+        url,
+        root,
+        username: a.user.clone(),
+        password,
+        actor,
+        timeout: std::time::Duration::from_secs(a.timeout),
+    })
+}
+
+fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
+    use leasegate::ctl;
+    use serde_json::json;
+    let target = ctl_target(&args)?;
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(async {
+        let reply = match &args.command {
+            CtlCommand::Status => {
+                let st = ctl::status(&target).await?;
+                print!("{}", ctl::status_text(&st));
+                return Ok(0);
+            }
+            CtlCommand::Suggestions { command } => match command {
+                SuggestionsCommand::List => {
+                    ctl::request(&target, "suggestions/list", json!({})).await?
+                }
+                SuggestionsCommand::Approve { ids } => {
+                    ctl::request(&target, "suggestions/approve", json!({ "ids": ids })).await?
+                }
+                SuggestionsCommand::Discard { ids } => {
+                    ctl::request(&target, "suggestions/discard", json!({ "ids": ids })).await?
+                }
+            },
+            CtlCommand::Mode { set: None } => {
+                let st = ctl::status(&target).await?;
+                let mode = st.get("bridge/info").and_then(|i| i["mode"].as_str());
+                println!("{}", mode.unwrap_or("unknown"));
+                return Ok(0);
+            }
+            CtlCommand::Mode { set: Some(m) } => {
+                ctl::request(&target, "mode/set", json!({ "mode": m })).await?
+            }
+            CtlCommand::Sync { plan: false } => {
+                ctl::request(&target, "sync/now", json!({})).await?
+            }
+            CtlCommand::Sync { plan: true } => {
+                ctl::request(&target, "sync/plan", json!({})).await?
+            }
+        };
+        if reply["status"] != "error" || reply["data"]["results"].is_array() {
+            match &args.command {
+                CtlCommand::Suggestions {
+                    command: SuggestionsCommand::List,
+                }
+                | CtlCommand::Sync { plan: true } => {
+                    let list = reply["data"]["suggestions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    print!("{}", ctl::suggestions_table(&list, ansi));
+                    for a in reply["data"]["alerts"].as_array().into_iter().flatten() {
+                        println!("alert: {a}");
+                    }
+                }
+                CtlCommand::Suggestions { .. } => print!("{}", ctl::results_table(&reply)),
+                CtlCommand::Mode { .. } => {
+                    println!("mode: {}", reply["data"]["mode"].as_str().unwrap_or("?"))
+                }
+                CtlCommand::Sync { .. } => println!("sync requested"),
+                CtlCommand::Status => {}
+            }
+        }
+        if reply["status"] == "error" {
+            eprintln!("{}", ctl::error_text(&reply));
+        }
+        Ok::<u8, ctl::CtlError>(ctl::exit_code(&reply))
+    });
+    match outcome {
+        Ok(code) => Ok(ExitCode::from(code)),
+        Err(e) => {
+            eprintln!("leasegate ctl: {e}");
+            Ok(ExitCode::from(if e.is_retryable() {
+                ctl::EXIT_UNAVAILABLE
+            } else {
+                1
+            }))
+        }
     }
 }
