@@ -22,6 +22,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod events;
 pub mod gateway;
+pub mod lock;
 pub mod mqtt;
 pub mod outbox;
 pub mod panel;

@@ -279,14 +279,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::PanelSim {
-            tty,
-            address,
-            baud,
-            key_file,
-            vendor_code,
-            buffer,
-        } => {
+        Command::PanelSim { tty, address, baud, key_file, vendor_code, buffer } => {
             use tokio_serial::SerialPortBuilderExt;
             let settings = leasegate::panel::sim::SimSettings {
                 address,
@@ -301,10 +294,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot open {}", tty.display()))?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                eprintln!(
-                    "panel-sim: OSDP PD at address {address} on {}",
-                    tty.display()
-                );
+                eprintln!("panel-sim: OSDP PD at address {address} on {}", tty.display());
                 leasegate::panel::sim::run(port, settings, Default::default(), shutdown).await?;
                 anyhow::Ok(())
             })?;
@@ -318,9 +308,7 @@ fn parse_vendor_code(s: &str) -> Result<u32, String> {
         Some(h) => u32::from_str_radix(h, 16),
         None => s.parse(),
     };
-    v.ok()
-        .filter(|v| (1..=0xff_ffff).contains(v))
-        .ok_or_else(|| "a 24-bit vendor code such as 0x4c4701".into())
+    v.ok().filter(|v| (1..=0xff_ffff).contains(v)).ok_or_else(|| "a 24-bit vendor code such as 0x4c4701".into())
 }
 
 /// Print the site's warnings (doors no device serves): not errors, but likely mistakes.
