@@ -69,6 +69,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Pair a Nuki lock of `[[nuki.locks]]` that is in pairing mode (hold its button for 5 s)
+    /// and keep its authorization sealed in the store. Stop the daemon first (it holds the
+    /// store); while it runs, use the MQTT `locks/pair` command.
+    LockPair {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The lock's device id, as in `[[nuki.locks]]`.
+        #[arg(long)]
+        device: String,
+    },
     /// Reference OSDP panel simulator: a PD implementing the leasegate credential profile.
     PanelSim {
         /// Serial port or pty to serve on.
@@ -277,6 +287,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.store.path.display(),
                 gw.world().residents.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::LockPair { config, device } => {
+            let cfg = load_config(&config)?;
+            let gw = Gateway::open(&cfg).context("cannot open the store")?;
+            let sealer = leasegate::seal::Sealer::load_or_create(&cfg.store.key_file)
+                .context("cannot read the sealing key")?;
+            runtime()?.block_on(async {
+                let outbox = leasegate::outbox::Outbox::new(
+                    std::sync::Arc::new(tokio::sync::Mutex::new(gw)),
+                    leasegate::events::channel(),
+                    sealer,
+                    cfg.site.timezone,
+                )
+                .await;
+                leasegate::lock::pair_lock(&cfg.nuki, &device, &outbox).await
+            })
+            .with_context(|| format!("pairing lock {device}"))?;
+            eprintln!("lock {device} paired; its authorization is sealed in the store");
             Ok(ExitCode::SUCCESS)
         }
         Command::PanelSim { tty, address, baud, key_file, vendor_code, buffer } => {
