@@ -90,7 +90,10 @@ impl OsdpConfig {
                 if !site_devices.clone().into_iter().any(|d| d == panel.device) {
                     errors.push((
                         format!("osdp.buses[{b}].panels[{p}].device"),
-                        format!("{:?} is not the device of any door in the site file", panel.device),
+                        format!(
+                            "{:?} is not the device of any door in the site file",
+                            panel.device
+                        ),
                     ));
                 }
             }
@@ -99,7 +102,10 @@ impl OsdpConfig {
     }
 
     pub fn panel(&self, device: &str) -> Option<&PanelConfig> {
-        self.buses.iter().flat_map(|b| &b.panels).find(|p| p.device == device)
+        self.buses
+            .iter()
+            .flat_map(|b| &b.panels)
+            .find(|p| p.device == device)
     }
 }
 
@@ -115,7 +121,12 @@ fn vendor(v: &Value, at: String, errors: &mut Vec<(String, String)>) -> Option<u
     }
 }
 
-fn unknown_keys(t: &toml::Table, known: &[&str], at: &dyn Fn(&str) -> String, errors: &mut Vec<(String, String)>) {
+fn unknown_keys(
+    t: &toml::Table,
+    known: &[&str],
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<(String, String)>,
+) {
     for key in t.keys() {
         if !known.contains(&key.as_str()) {
             errors.push((at(key), "is not a known key".into()));
@@ -134,14 +145,24 @@ pub(super) fn parse(
         None => return cfg,
         Some(Value::Table(t)) => t,
         Some(other) => {
-            errors.push(("osdp".into(), format!("must be a table, not {}", other.type_str())));
+            errors.push((
+                "osdp".into(),
+                format!("must be a table, not {}", other.type_str()),
+            ));
             return cfg;
         }
     };
     let top = |k: &str| format!("osdp.{k}");
     unknown_keys(
         table,
-        &["vendor_code", "reply_timeout", "poll_interval", "digest_interval", "revocation_deadline", "buses"],
+        &[
+            "vendor_code",
+            "reply_timeout",
+            "poll_interval",
+            "digest_interval",
+            "revocation_deadline",
+            "buses",
+        ],
         &top,
         errors,
     );
@@ -168,7 +189,10 @@ pub(super) fn parse(
         None => return cfg,
         Some(Value::Array(a)) => a,
         Some(_) => {
-            errors.push((top("buses"), "must be an array of tables ([[osdp.buses]])".into()));
+            errors.push((
+                top("buses"),
+                "must be an array of tables ([[osdp.buses]])".into(),
+            ));
             return cfg;
         }
     };
@@ -219,12 +243,22 @@ pub(super) fn parse(
         for (p, panel) in list.iter().enumerate() {
             let at = |k: &str| format!("osdp.buses[{b}].panels[{p}].{k}");
             let Some(pt) = panel.as_table() else {
-                errors.push((format!("osdp.buses[{b}].panels[{p}]"), "must be a table".into()));
+                errors.push((
+                    format!("osdp.buses[{b}].panels[{p}]"),
+                    "must be a table".into(),
+                ));
                 continue;
             };
             unknown_keys(
                 pt,
-                &["device", "address", "doors", "max_mfg_data", "vendor_code", "commission_until"],
+                &[
+                    "device",
+                    "address",
+                    "doors",
+                    "max_mfg_data",
+                    "vendor_code",
+                    "commission_until",
+                ],
                 &at,
                 errors,
             );
@@ -255,7 +289,10 @@ pub(super) fn parse(
                     Some(a)
                 }
                 Some(_) => {
-                    errors.push((at("address"), "must be an integer from 0 to 126 (127 is broadcast)".into()));
+                    errors.push((
+                        at("address"),
+                        "must be an integer from 0 to 126 (127 is broadcast)".into(),
+                    ));
                     None
                 }
                 None => {
@@ -265,7 +302,10 @@ pub(super) fn parse(
             };
             let doors = match pt.get("doors") {
                 Some(Value::Array(a)) if a.len() <= 32 => {
-                    let d: Vec<String> = a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+                    let d: Vec<String> = a
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect();
                     if d.len() != a.len() || d.iter().any(|x| x.trim().is_empty()) {
                         errors.push((at("doors"), "must be a list of door ids".into()));
                     }
@@ -276,7 +316,10 @@ pub(super) fn parse(
                     Vec::new()
                 }
                 None => {
-                    errors.push((at("doors"), "is required: the site's doors on this panel, in bit order".into()));
+                    errors.push((
+                        at("doors"),
+                        "is required: the site's doors on this panel, in bit order".into(),
+                    ));
                     Vec::new()
                 }
             };
@@ -284,7 +327,10 @@ pub(super) fn parse(
                 None => None,
                 Some(Value::Integer(i)) if (40..=1400).contains(i) => Some(*i as usize),
                 Some(_) => {
-                    errors.push((at("max_mfg_data"), "must be an integer from 40 to 1400".into()));
+                    errors.push((
+                        at("max_mfg_data"),
+                        "must be an integer from 40 to 1400".into(),
+                    ));
                     None
                 }
             };
@@ -297,14 +343,20 @@ pub(super) fn parse(
                 Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
                     Ok(t) => Some(t.with_timezone(&Utc)),
                     Err(_) => {
-                        errors.push((at("commission_until"), "must be an RFC 3339 time such as \"2026-12-04T08:00:00Z\"".into()));
+                        errors.push((
+                            at("commission_until"),
+                            "must be an RFC 3339 time such as \"2026-12-04T08:00:00Z\"".into(),
+                        ));
                         None
                     }
                 },
                 Some(Value::Datetime(d)) => match DateTime::parse_from_rfc3339(&d.to_string()) {
                     Ok(t) => Some(t.with_timezone(&Utc)),
                     Err(_) => {
-                        errors.push((at("commission_until"), "must be a full date and time with offset".into()));
+                        errors.push((
+                            at("commission_until"),
+                            "must be a full date and time with offset".into(),
+                        ));
                         None
                     }
                 },
@@ -314,7 +366,14 @@ pub(super) fn parse(
                 }
             };
             if let (Some(device), Some(address)) = (device, address) {
-                panels.push(PanelConfig { device, address, vendor_code, doors, max_mfg_data, commission_until });
+                panels.push(PanelConfig {
+                    device,
+                    address,
+                    vendor_code,
+                    doors,
+                    max_mfg_data,
+                    commission_until,
+                });
             }
         }
         if let Some(tty) = tty {
@@ -359,7 +418,10 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(cfg.reply_timeout, Duration::from_millis(150));
         let bus = &cfg.buses[0];
-        assert_eq!((bus.tty.to_str().unwrap(), bus.baud), ("/dev/ttyUSB0", 115_200));
+        assert_eq!(
+            (bus.tty.to_str().unwrap(), bus.baud),
+            ("/dev/ttyUSB0", 115_200)
+        );
         assert_eq!(bus.panels[0].vendor_code, DEFAULT_VENDOR_CODE);
         assert_eq!(bus.panels[1].vendor_code, 0xabcdef);
         assert_eq!(bus.panels[1].max_mfg_data, Some(64));

@@ -22,7 +22,10 @@ pub struct Bus<T> {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Bus<T> {
     pub fn new(io: T) -> Self {
-        Bus { io, buf: Vec::with_capacity(2048) }
+        Bus {
+            io,
+            buf: Vec::with_capacity(2048),
+        }
     }
 
     /// Give `link` its turn: None if it had nothing to send, else the events of the exchange.

@@ -41,9 +41,15 @@ use sync::{hex, unhex, Outcome, PanelState, PanelSync};
 #[derive(Debug, thiserror::Error)]
 pub enum PanelError {
     #[error("cannot open serial port {tty}: {source}")]
-    Open { tty: PathBuf, source: tokio_serial::Error },
+    Open {
+        tty: PathBuf,
+        source: tokio_serial::Error,
+    },
     #[error("serial port {tty}: {source}")]
-    Io { tty: PathBuf, source: std::io::Error },
+    Io {
+        tty: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Outbox(#[from] OutboxError),
     #[error("panel {device}: stored state is unreadable: {detail}")]
@@ -67,9 +73,20 @@ impl PanelError {
 /// tests provide their own.
 pub trait Host: Clone + Send + Sync + 'static {
     fn work(&self, device: &str) -> impl Future<Output = Result<DeviceWork, OutboxError>> + Send;
-    fn settle(&self, device: &str, generation: u64) -> impl Future<Output = Result<bool, OutboxError>> + Send;
-    fn device_state(&self, device: &str) -> impl Future<Output = Result<Option<Vec<u8>>, OutboxError>> + Send;
-    fn put_device_state(&self, device: &str, bytes: &[u8]) -> impl Future<Output = Result<(), OutboxError>> + Send;
+    fn settle(
+        &self,
+        device: &str,
+        generation: u64,
+    ) -> impl Future<Output = Result<bool, OutboxError>> + Send;
+    fn device_state(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, OutboxError>> + Send;
+    fn put_device_state(
+        &self,
+        device: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send;
     fn sealer(&self) -> &Sealer;
     fn emit(&self, event: Event);
     fn subscribe(&self) -> watch::Receiver<u64>;
@@ -129,7 +146,12 @@ pub async fn run<H: Host>(cfg: OsdpConfig, host: H, cancel: CancellationToken) {
 }
 
 /// Open `bus.tty` with tokio-serial (8N1, no flow control) and run it.
-pub async fn run_bus<H: Host>(cfg: &OsdpConfig, bus: &BusConfig, host: H, cancel: CancellationToken) -> Result<(), PanelError> {
+pub async fn run_bus<H: Host>(
+    cfg: &OsdpConfig,
+    bus: &BusConfig,
+    host: H,
+    cancel: CancellationToken,
+) -> Result<(), PanelError> {
     use tokio_serial::SerialPortBuilderExt;
     let port = tokio_serial::new(bus.tty.to_string_lossy(), bus.baud)
         .data_bits(tokio_serial::DataBits::Eight)
@@ -137,7 +159,10 @@ pub async fn run_bus<H: Host>(cfg: &OsdpConfig, bus: &BusConfig, host: H, cancel
         .stop_bits(tokio_serial::StopBits::One)
         .flow_control(tokio_serial::FlowControl::None)
         .open_native_async()
-        .map_err(|source| PanelError::Open { tty: bus.tty.clone(), source })?;
+        .map_err(|source| PanelError::Open {
+            tty: bus.tty.clone(),
+            source,
+        })?;
     run_bus_on(port, cfg, bus, host, cancel).await
 }
 
@@ -161,18 +186,34 @@ struct Panel {
 }
 
 fn open_key(sealer: &Sealer, device: &str, sealed_hex: &str) -> Result<Key, PanelError> {
-    let bad = |detail: &str| PanelError::State { device: device.into(), detail: detail.into() };
+    let bad = |detail: &str| PanelError::State {
+        device: device.into(),
+        detail: detail.into(),
+    };
     let sealed = unhex(sealed_hex).ok_or_else(|| bad("key is not hex"))?;
-    let plain = sealer.open(&sealed).map_err(|source| PanelError::Seal { device: device.into(), source })?;
-    let k: [u8; 16] = plain.as_slice().try_into().map_err(|_| bad("key is not 16 bytes"))?;
+    let plain = sealer.open(&sealed).map_err(|source| PanelError::Seal {
+        device: device.into(),
+        source,
+    })?;
+    let k: [u8; 16] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad("key is not 16 bytes"))?;
     Ok(Key::new(k))
 }
 
 impl Panel {
-    async fn load<H: Host>(cfg: &OsdpConfig, pc: &PanelConfig, host: &H) -> Result<Panel, PanelError> {
+    async fn load<H: Host>(
+        cfg: &OsdpConfig,
+        pc: &PanelConfig,
+        host: &H,
+    ) -> Result<Panel, PanelError> {
         let state = match host.device_state(&pc.device).await? {
             None => PanelState::default(),
-            Some(b) => PanelState::from_bytes(&b).map_err(|e| PanelError::State { device: pc.device.clone(), detail: e.to_string() })?,
+            Some(b) => PanelState::from_bytes(&b).map_err(|e| PanelError::State {
+                device: pc.device.clone(),
+                detail: e.to_string(),
+            })?,
         };
         let mut keys = Vec::new();
         if let Some(k) = &state.key {
@@ -221,13 +262,16 @@ impl Panel {
     }
 
     async fn save<H: Host>(&self, host: &H) -> Result<(), PanelError> {
-        Ok(host.put_device_state(&self.cfg.device, &self.sync.state.to_bytes()).await?)
+        Ok(host
+            .put_device_state(&self.cfg.device, &self.sync.state.to_bytes())
+            .await?)
     }
 
     async fn refresh<H: Host>(&mut self, host: &H) -> Result<(), PanelError> {
         let work = host.work(&self.cfg.device).await?;
         self.generation = work.generation;
-        let (desired, skipped) = records::desired_records(&work.entries, &self.cfg.doors, &mut self.sync.state.ledger);
+        let (desired, skipped) =
+            records::desired_records(&work.entries, &self.cfg.doors, &mut self.sync.state.ledger);
         for s in skipped {
             host.emit(Event::DeviceWriteFailed {
                 device: self.cfg.device.clone(),
@@ -236,9 +280,16 @@ impl Panel {
                 at: Utc::now(),
             });
         }
-        if let Some(Outcome::Rejected { detail }) = self.sync.set_desired(desired, Instant::now().into_std()) {
+        if let Some(Outcome::Rejected { detail }) =
+            self.sync.set_desired(desired, Instant::now().into_std())
+        {
             self.last_error = Some(detail.clone());
-            host.emit(Event::DeviceWriteFailed { device: self.cfg.device.clone(), error: detail, retryable: false, at: Utc::now() });
+            host.emit(Event::DeviceWriteFailed {
+                device: self.cfg.device.clone(),
+                error: detail,
+                retryable: false,
+                at: Utc::now(),
+            });
         }
         // Ledger changes (new ids, versions) must be durable before a record goes out.
         self.save(host).await?;
@@ -251,7 +302,13 @@ impl Panel {
     async fn settle<H: Host>(&mut self, host: &H) -> Result<(), PanelError> {
         if self.generation != 0 && host.settle(&self.cfg.device, self.generation).await? {
             let (upserts, deletes) = std::mem::take(&mut self.applied);
-            host.emit(Event::AccessApplied { device: self.cfg.device.clone(), generation: self.generation, upserts, deletes, at: Utc::now() });
+            host.emit(Event::AccessApplied {
+                device: self.cfg.device.clone(),
+                generation: self.generation,
+                upserts,
+                deletes,
+                at: Utc::now(),
+            });
             self.generation = 0;
             host.emit(self.status());
         }
@@ -294,17 +351,34 @@ impl Panel {
                     host.emit(self.status());
                 }
             }
-            LinkEvent::Done { tag: KEYSET_TAG, reply: Reply::Ack } => {
+            LinkEvent::Done {
+                tag: KEYSET_TAG,
+                reply: Reply::Ack,
+            } => {
                 self.promote(host).await?;
                 self.link.restart();
             }
-            LinkEvent::Nak { tag: KEYSET_TAG, reason } => {
-                host.emit(Event::DeviceWriteFailed { device, error: format!("panel refused the new key (NAK {reason:?})"), retryable: true, at: Utc::now() });
+            LinkEvent::Nak {
+                tag: KEYSET_TAG,
+                reason,
+            } => {
+                host.emit(Event::DeviceWriteFailed {
+                    device,
+                    error: format!("panel refused the new key (NAK {reason:?})"),
+                    retryable: true,
+                    at: Utc::now(),
+                });
             }
             LinkEvent::Nak { tag, reason } => {
                 self.sync.on_refused(tag as u32);
-                self.last_error = Some(format!("panel refused a credential write (NAK {reason:?})"));
-                host.emit(Event::DeviceWriteFailed { device, error: format!("NAK {reason:?}"), retryable: true, at: Utc::now() });
+                self.last_error =
+                    Some(format!("panel refused a credential write (NAK {reason:?})"));
+                host.emit(Event::DeviceWriteFailed {
+                    device,
+                    error: format!("NAK {reason:?}"),
+                    retryable: true,
+                    at: Utc::now(),
+                });
             }
             LinkEvent::MfgReply(Reply::MfgReply { vendor, data }) if vendor == self.vendor => {
                 let Ok(resp) = Response::decode(&data) else {
@@ -324,11 +398,20 @@ impl Panel {
                         Outcome::StateChanged => self.save(host).await?,
                         Outcome::Drift(detail) => {
                             tracing::warn!(device, detail, "OSDP panel drifted");
-                            host.emit(Event::Drift { device: device.clone(), detail, at: Utc::now() });
+                            host.emit(Event::Drift {
+                                device: device.clone(),
+                                detail,
+                                at: Utc::now(),
+                            });
                         }
                         Outcome::Rejected { detail } => {
                             self.last_error = Some(detail.clone());
-                            host.emit(Event::DeviceWriteFailed { device: device.clone(), error: detail, retryable: false, at: Utc::now() });
+                            host.emit(Event::DeviceWriteFailed {
+                                device: device.clone(),
+                                error: detail,
+                                retryable: false,
+                                at: Utc::now(),
+                            });
                             host.emit(self.status());
                         }
                         Outcome::InSync => self.settle(host).await?,
@@ -356,7 +439,9 @@ impl Panel {
 
     /// Phase 2: the panel holds the pending key (it ACKed KEYSET, or proved it in a session).
     async fn promote<H: Host>(&mut self, host: &H) -> Result<(), PanelError> {
-        let Some(i) = self.pending.take() else { return Ok(()) };
+        let Some(i) = self.pending.take() else {
+            return Ok(());
+        };
         self.sync.state.key = self.sync.state.pending_key.take();
         self.save(host).await?;
         self.keys = vec![self.keys[i].clone()];
@@ -367,7 +452,13 @@ impl Panel {
 }
 
 /// Run one bus on an already open byte stream until `cancel`.
-pub async fn run_bus_on<T, H>(io: T, cfg: &OsdpConfig, bus: &BusConfig, host: H, cancel: CancellationToken) -> Result<(), PanelError>
+pub async fn run_bus_on<T, H>(
+    io: T,
+    cfg: &OsdpConfig,
+    bus: &BusConfig,
+    host: H,
+    cancel: CancellationToken,
+) -> Result<(), PanelError>
 where
     T: AsyncRead + AsyncWrite + Unpin,
     H: Host,
@@ -381,9 +472,13 @@ where
         p.refresh(&host).await?;
         panels.push(p);
     }
-    let io_err = |source| PanelError::Io { tty: bus.tty.clone(), source };
+    let io_err = |source| PanelError::Io {
+        tty: bus.tty.clone(),
+        source,
+    };
+    let mut woken = false;
     while !cancel.is_cancelled() {
-        if changed.has_changed().unwrap_or(false) {
+        if std::mem::take(&mut woken) || changed.has_changed().unwrap_or(false) {
             changed.borrow_and_update();
             for p in &mut panels {
                 p.refresh(&host).await?;
@@ -399,12 +494,21 @@ where
             }
             if p.link.is_idle() {
                 if let Some((rid, data)) = p.sync.next_request(now.into_std()) {
-                    p.link.enqueue(u64::from(rid), Command::Mfg { vendor: p.vendor, data });
+                    p.link.enqueue(
+                        u64::from(rid),
+                        Command::Mfg {
+                            vendor: p.vendor,
+                            data,
+                        },
+                    );
                 }
             }
             // An idle panel is polled every poll_interval, a busy one at once.
             let busy = !p.link.is_idle() || p.sync.busy();
-            if !busy && p.last_tx.is_some_and(|t| now.duration_since(t) < cfg.poll_interval) {
+            if !busy
+                && p.last_tx
+                    .is_some_and(|t| now.duration_since(t) < cfg.poll_interval)
+            {
                 continue;
             }
             let Some(events) = port.turn(&mut p.link).await.map_err(io_err)? else {
@@ -415,21 +519,27 @@ where
             for ev in events {
                 p.on_event(ev, &host).await?;
             }
-            for id in p.sync.newly_overdue(Instant::now().into_std(), cfg.revocation_deadline) {
+            for id in p
+                .sync
+                .newly_overdue(Instant::now().into_std(), cfg.revocation_deadline)
+            {
                 let resident = p.sync.resident_of(id).unwrap_or("unknown").to_string();
                 host.emit(Event::RevocationOverdue {
                     device: p.cfg.device.clone(),
                     residents: vec![resident],
-                    since: Utc::now() - chrono::Duration::from_std(cfg.revocation_deadline).unwrap_or_default(),
+                    since: Utc::now()
+                        - chrono::Duration::from_std(cfg.revocation_deadline).unwrap_or_default(),
                     at: Utc::now(),
                 });
             }
         }
         if !sent {
+            let nap = tokio::time::sleep(cfg.poll_interval.min(Duration::from_millis(20)));
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = changed.changed() => {}
-                _ = tokio::time::sleep(cfg.poll_interval.min(Duration::from_millis(20))) => {}
+                // `changed()` marks the value seen: remember to refresh.
+                r = changed.changed() => woken = r.is_ok(),
+                _ = nap => {}
             }
         }
     }

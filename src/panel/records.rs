@@ -31,12 +31,20 @@ pub struct Ledger {
 }
 
 fn hex16(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)[..16].iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn content_hash(r: &Record) -> String {
     let mut v = Vec::new();
-    Record { id: 0, version: 0, ..r.clone() }.encode_into(&mut v);
+    Record {
+        id: 0,
+        version: 0,
+        ..r.clone()
+    }
+    .encode_into(&mut v);
     hex16(&v)
 }
 
@@ -72,12 +80,21 @@ pub fn desired_records(
         let mut creds: Vec<(String, Credential)> = Vec::new();
         for c in &e.cards {
             if c.bit_len == 0 || c.bit_len > 255 {
-                skipped.push(Skipped { resident: e.resident_id.clone(), reason: "card longer than 255 bits" });
+                skipped.push(Skipped {
+                    resident: e.resident_id.clone(),
+                    reason: "card longer than 255 bits",
+                });
                 continue;
             }
             creds.push((
-                format!("card:{}", hex16(&[&c.bit_len.to_le_bytes()[..], &c.bits].concat())),
-                Credential::Card { bits: c.bit_len as u8, data: c.bits.clone() },
+                format!(
+                    "card:{}",
+                    hex16(&[&c.bit_len.to_le_bytes()[..], &c.bits].concat())
+                ),
+                Credential::Card {
+                    bits: c.bit_len as u8,
+                    data: c.bits.clone(),
+                },
             ));
         }
         if let Some(pin) = &e.pin {
@@ -106,7 +123,12 @@ pub fn desired_records(
                     }
                     None => {
                         ledger.next_id = ledger.next_id.max(1);
-                        let a = Assigned { id: ledger.next_id, version: 1, content, resident: e.resident_id.clone() };
+                        let a = Assigned {
+                            id: ledger.next_id,
+                            version: 1,
+                            content,
+                            resident: e.resident_id.clone(),
+                        };
                         ledger.next_id += 1;
                         ledger.assigned.insert(key.clone(), a.clone());
                         a
@@ -135,7 +157,10 @@ mod tests {
     fn entry(resident: &str, doors: &[(&str, i64)]) -> DesiredEntry {
         DesiredEntry {
             resident_id: resident.into(),
-            doors: doors.iter().map(|(d, t)| (d.to_string(), DateTime::from_timestamp(*t, 0).unwrap())).collect(),
+            doors: doors
+                .iter()
+                .map(|(d, t)| (d.to_string(), DateTime::from_timestamp(*t, 0).unwrap()))
+                .collect(),
             cards: vec![Card::h10301(12, 345).unwrap()],
             pin: Pin::parse("483915"),
         }
@@ -145,11 +170,18 @@ mod tests {
     fn doors_opening_at_different_times_get_separate_records() {
         let doors = vec!["front".to_string(), "gym".to_string()];
         let mut ledger = Ledger::default();
-        let (recs, skipped) = desired_records(&[entry("r1", &[("front", 100), ("gym", 200)])], &doors, &mut ledger);
+        let (recs, skipped) = desired_records(
+            &[entry("r1", &[("front", 100), ("gym", 200)])],
+            &doors,
+            &mut ledger,
+        );
         assert!(skipped.is_empty());
         // card + PIN, each at two start times.
         assert_eq!(recs.len(), 4);
-        let masks: Vec<(u32, u32)> = recs.values().map(|(r, _)| (r.valid_from, r.doors)).collect();
+        let masks: Vec<(u32, u32)> = recs
+            .values()
+            .map(|(r, _)| (r.valid_from, r.doors))
+            .collect();
         assert!(masks.contains(&(100, 0b01)) && masks.contains(&(200, 0b10)));
     }
 
@@ -158,13 +190,24 @@ mod tests {
         let doors = vec!["front".to_string(), "gym".to_string()];
         let mut ledger = Ledger::default();
         let (a, _) = desired_records(&[entry("r1", &[("front", 100)])], &doors, &mut ledger);
-        let (b, _) = desired_records(&[entry("r1", &[("front", 100), ("gym", 100)])], &doors, &mut ledger);
+        let (b, _) = desired_records(
+            &[entry("r1", &[("front", 100), ("gym", 100)])],
+            &doors,
+            &mut ledger,
+        );
         let ida: Vec<u32> = a.keys().copied().collect();
         let idb: Vec<u32> = b.keys().copied().collect();
         assert_eq!(ida, idb);
         assert!(b.values().all(|(r, _)| r.version == 2 && r.doors == 0b11));
-        let (c, _) = desired_records(&[entry("r1", &[("front", 100), ("gym", 100)])], &doors, &mut ledger);
-        assert!(c.values().all(|(r, _)| r.version == 2), "no change, no new version");
+        let (c, _) = desired_records(
+            &[entry("r1", &[("front", 100), ("gym", 100)])],
+            &doors,
+            &mut ledger,
+        );
+        assert!(
+            c.values().all(|(r, _)| r.version == 2),
+            "no change, no new version"
+        );
     }
 
     #[test]

@@ -27,7 +27,13 @@ pub struct SimSettings {
 
 impl Default for SimSettings {
     fn default() -> Self {
-        SimSettings { address: 1, vendor: crate::config::osdp::DEFAULT_VENDOR_CODE, buffer: 1024, capacity: 10_000, key_file: None }
+        SimSettings {
+            address: 1,
+            vendor: crate::config::osdp::DEFAULT_VENDOR_CODE,
+            buffer: 1024,
+            capacity: 10_000,
+            key_file: None,
+        }
     }
 }
 
@@ -58,11 +64,17 @@ struct App {
 impl PdApp for App {
     fn mfg(&mut self, vendor: VendorCode, data: &[u8]) -> Reply {
         if vendor != self.vendor {
-            return Reply::Nak { reason: NakReason::UnknownCommand, detail: vec![] };
+            return Reply::Nak {
+                reason: NakReason::UnknownCommand,
+                detail: vec![],
+            };
         }
         match self.db.lock().expect("sim db").handle(data, self.max_reply) {
             Some(resp) => Reply::MfgReply { vendor, data: resp },
-            None => Reply::Nak { reason: NakReason::Unprocessable, detail: vec![] },
+            None => Reply::Nak {
+                reason: NakReason::Unprocessable,
+                detail: vec![],
+            },
         }
     }
 
@@ -80,7 +92,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("new");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(tmp, path)
@@ -90,10 +107,18 @@ fn read_key(path: &std::path::Path) -> Result<Option<Key>, SimError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SimError::KeyFile { path: path.into(), detail: e.to_string() }),
+        Err(e) => {
+            return Err(SimError::KeyFile {
+                path: path.into(),
+                detail: e.to_string(),
+            })
+        }
     };
     let bytes = super::sync::unhex(text.trim()).filter(|b| b.len() == 16);
-    let bytes = bytes.ok_or_else(|| SimError::KeyFile { path: path.into(), detail: "must hold 32 hex digits".into() })?;
+    let bytes = bytes.ok_or_else(|| SimError::KeyFile {
+        path: path.into(),
+        detail: "must hold 32 hex digits".into(),
+    })?;
     Ok(Some(Key::new(bytes.try_into().expect("16 bytes"))))
 }
 
@@ -110,15 +135,53 @@ pub async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     };
     let install_mode = scbk.is_none();
     let caps = vec![
-        Capability { function: cap::CHECK_CHARACTER, compliance: 1, number: 0 },
-        Capability { function: cap::COMMUNICATION_SECURITY, compliance: 1, number: 1 },
-        Capability { function: cap::RECEIVE_BUFFER, compliance: (s.buffer & 0xff) as u8, number: (s.buffer >> 8) as u8 },
-        Capability { function: cap::LARGEST_MESSAGE, compliance: (s.buffer & 0xff) as u8, number: (s.buffer >> 8) as u8 },
-        Capability { function: cap::OSDP_VERSION, compliance: 2, number: 0 },
+        Capability {
+            function: cap::CHECK_CHARACTER,
+            compliance: 1,
+            number: 0,
+        },
+        Capability {
+            function: cap::COMMUNICATION_SECURITY,
+            compliance: 1,
+            number: 1,
+        },
+        Capability {
+            function: cap::RECEIVE_BUFFER,
+            compliance: (s.buffer & 0xff) as u8,
+            number: (s.buffer >> 8) as u8,
+        },
+        Capability {
+            function: cap::LARGEST_MESSAGE,
+            compliance: (s.buffer & 0xff) as u8,
+            number: (s.buffer >> 8) as u8,
+        },
+        Capability {
+            function: cap::OSDP_VERSION,
+            compliance: 2,
+            number: 0,
+        },
     ];
-    let id = PdId { vendor: VendorCode(s.vendor), model: 1, version: 1, serial: 0x4c47_0000 | u32::from(s.address), firmware: [0, 1, 0] };
-    let settings = PdSettings { address: s.address, id, caps, scbk, install_mode, enforce_secure: true };
-    let app = App { vendor: VendorCode(s.vendor), db, max_reply: usize::from(s.buffer).saturating_sub(34), key_file: s.key_file.clone() };
+    let id = PdId {
+        vendor: VendorCode(s.vendor),
+        model: 1,
+        version: 1,
+        serial: 0x4c47_0000 | u32::from(s.address),
+        firmware: [0, 1, 0],
+    };
+    let settings = PdSettings {
+        address: s.address,
+        id,
+        caps,
+        scbk,
+        install_mode,
+        enforce_secure: true,
+    };
+    let app = App {
+        vendor: VendorCode(s.vendor),
+        db,
+        max_reply: usize::from(s.buffer).saturating_sub(34),
+        key_file: s.key_file.clone(),
+    };
     let mut pd = Pd::new(settings, app);
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 1024];

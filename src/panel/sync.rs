@@ -6,9 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use leasegate_osdp::profile::{
-    self, Deletion, Record, Request, Response, ResponseBody, Status,
-};
+use leasegate_osdp::profile::{self, Deletion, Record, Request, Response, ResponseBody, Status};
 use serde::{Deserialize, Serialize};
 
 use super::records::{prune, Ledger};
@@ -62,7 +60,10 @@ enum Mode {
     /// Ask for the digest before writing (after every connection, and periodically).
     Verify,
     /// Read the panel's (id, version) list after a drift.
-    Listing { after: u32, found: Vec<(u32, u32)> },
+    Listing {
+        after: u32,
+        found: Vec<(u32, u32)>,
+    },
     Write,
 }
 
@@ -71,6 +72,7 @@ struct InFlight {
     request_id: u32,
     request: Request,
     sent: Instant,
+    resend: bool,
 }
 
 #[derive(Debug)]
@@ -136,8 +138,13 @@ impl PanelSync {
     }
 
     /// Replace the desired set (from the outbox). Returns an outcome when it is held back.
-    pub fn set_desired(&mut self, desired: BTreeMap<u32, (Record, String)>, now: Instant) -> Option<Outcome> {
-        self.rejected.retain(|id, v| desired.get(id).is_some_and(|(r, _)| r.version == *v));
+    pub fn set_desired(
+        &mut self,
+        desired: BTreeMap<u32, (Record, String)>,
+        now: Instant,
+    ) -> Option<Outcome> {
+        self.rejected
+            .retain(|id, v| desired.get(id).is_some_and(|(r, _)| r.version == *v));
         self.desired = desired;
         self.was_in_sync = false;
         let held = self.desired.is_empty() && self.acked.len() > WIPE_GUARD;
@@ -148,7 +155,8 @@ impl PanelSync {
                 self.revoking_since.entry(*id).or_insert(now);
             }
         }
-        self.revoking_since.retain(|id, _| !self.desired.contains_key(id));
+        self.revoking_since
+            .retain(|id, _| !self.desired.contains_key(id));
         newly.then(|| Outcome::Rejected {
             detail: format!(
                 "the desired set is empty but the panel holds {} credentials: not removing them all at once (check the store; re-approve to proceed)",
@@ -157,10 +165,13 @@ impl PanelSync {
         })
     }
 
-    /// The panel (re)connected: check its digest before writing.
+    /// The panel (re)connected: finish the request in flight (it is idempotent, and the
+    /// panel may have applied it without our seeing the response), then check the digest.
     pub fn on_connect(&mut self) {
         self.mode = Mode::Verify;
-        self.inflight = None;
+        if let Some(f) = &mut self.inflight {
+            f.resend = true;
+        }
     }
 
     fn deletions(&self) -> Vec<Deletion> {
@@ -171,16 +182,24 @@ impl PanelSync {
             .acked
             .iter()
             .filter(|(id, _)| !self.desired.contains_key(id))
-            .map(|(id, r)| Deletion { id: *id, version: r.version })
+            .map(|(id, r)| Deletion {
+                id: *id,
+                version: r.version,
+            })
             .collect();
-        d.extend(self.extra.iter().map(|(id, v)| Deletion { id: *id, version: *v }));
+        d.extend(self.extra.iter().map(|(id, v)| Deletion {
+            id: *id,
+            version: *v,
+        }));
         d
     }
 
     fn upserts(&self) -> Vec<Record> {
         self.desired
             .iter()
-            .filter(|(id, (r, _))| self.acked.get(id) != Some(r) && self.rejected.get(id) != Some(&r.version))
+            .filter(|(id, (r, _))| {
+                self.acked.get(id) != Some(r) && self.rejected.get(id) != Some(&r.version)
+            })
             .map(|(_, (r, _))| r.clone())
             .collect()
     }
@@ -202,14 +221,19 @@ impl PanelSync {
     /// The next request to send as `(request id, profile message)`, or None.
     pub fn next_request(&mut self, now: Instant) -> Option<(u32, Vec<u8>)> {
         if let Some(f) = &mut self.inflight {
-            if now.duration_since(f.sent) < self.response_timeout {
+            if !f.resend && now.duration_since(f.sent) < self.response_timeout {
                 return None;
             }
             // No response: send the same request again (idempotent, same id).
             f.sent = now;
+            f.resend = false;
             return Some((f.request_id, f.request.encode(f.request_id)));
         }
-        if self.mode == Mode::Write && self.last_verified.is_some_and(|t| now.duration_since(t) >= self.digest_interval) {
+        if self.mode == Mode::Write
+            && self
+                .last_verified
+                .is_some_and(|t| now.duration_since(t) >= self.digest_interval)
+        {
             self.mode = Mode::Verify;
         }
         let request = match &self.mode {
@@ -241,13 +265,22 @@ impl PanelSync {
         let request_id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1);
         let bytes = request.encode(request_id);
-        self.inflight = Some(InFlight { request_id, request, sent: now });
+        self.inflight = Some(InFlight {
+            request_id,
+            request,
+            sent: now,
+            resend: false,
+        });
         Some((request_id, bytes))
     }
 
     /// The panel refused the MFG carrying `request_id` (NAK): try again later.
     pub fn on_refused(&mut self, request_id: u32) {
-        if self.inflight.as_ref().is_some_and(|f| f.request_id == request_id) {
+        if self
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.request_id == request_id)
+        {
             self.inflight = None;
         }
     }
@@ -255,7 +288,7 @@ impl PanelSync {
     /// Nothing heard for `request_id` after the link gave up: send it again when asked.
     pub fn on_link_reset(&mut self) {
         if let Some(f) = &mut self.inflight {
-            f.sent = f.sent.checked_sub(self.response_timeout).unwrap_or(f.sent);
+            f.resend = true;
         }
     }
 
@@ -277,7 +310,10 @@ impl PanelSync {
                         "panel holds {count} records, {} acknowledged; digests differ",
                         self.acked.len()
                     )));
-                    self.mode = Mode::Listing { after: 0, found: Vec::new() };
+                    self.mode = Mode::Listing {
+                        after: 0,
+                        found: Vec::new(),
+                    };
                 }
             }
             (Request::List { .. }, ResponseBody::List { more, entries }) => {
@@ -295,21 +331,31 @@ impl PanelSync {
                         let found: BTreeMap<u32, u32> = std::mem::take(found).into_iter().collect();
                         // Keep what the panel still has at the same version; delete the rest.
                         self.acked.retain(|id, r| found.get(id) == Some(&r.version));
-                        self.extra = found.into_iter().filter(|(id, _)| !self.acked.contains_key(id)).collect();
+                        self.extra = found
+                            .into_iter()
+                            .filter(|(id, _)| !self.acked.contains_key(id))
+                            .collect();
                         self.save_acked();
                         out.push(Outcome::StateChanged);
                         self.mode = Mode::Write;
                     }
                 }
             }
-            (Request::Upsert(recs), ResponseBody::Upsert(statuses)) if statuses.len() == recs.len() => {
+            (Request::Upsert(recs), ResponseBody::Upsert(statuses))
+                if statuses.len() == recs.len() =>
+            {
                 let mut refused = Vec::new();
                 for (r, s) in recs.iter().zip(statuses) {
                     match s {
                         Status::Ok => {
                             self.acked.insert(r.id, r.clone());
                         }
-                        Status::StaleVersion => self.mode = Mode::Listing { after: 0, found: Vec::new() },
+                        Status::StaleVersion => {
+                            self.mode = Mode::Listing {
+                                after: 0,
+                                found: Vec::new(),
+                            }
+                        }
                         s => {
                             self.rejected.insert(r.id, r.version);
                             refused.push(format!("record {}: {s:?}", r.id));
@@ -319,10 +365,14 @@ impl PanelSync {
                 self.save_acked();
                 out.push(Outcome::StateChanged);
                 if !refused.is_empty() {
-                    out.push(Outcome::Rejected { detail: refused.join(", ") });
+                    out.push(Outcome::Rejected {
+                        detail: refused.join(", "),
+                    });
                 }
             }
-            (Request::Delete(dels), ResponseBody::Delete(statuses)) if statuses.len() == dels.len() => {
+            (Request::Delete(dels), ResponseBody::Delete(statuses))
+                if statuses.len() == dels.len() =>
+            {
                 for (d, s) in dels.iter().zip(statuses) {
                     match s {
                         Status::Ok => {
@@ -331,14 +381,21 @@ impl PanelSync {
                             self.revoking_since.remove(&d.id);
                             self.overdue_reported.remove(&d.id);
                         }
-                        _ => self.mode = Mode::Listing { after: 0, found: Vec::new() },
+                        _ => {
+                            self.mode = Mode::Listing {
+                                after: 0,
+                                found: Vec::new(),
+                            }
+                        }
                     }
                 }
                 self.save_acked();
                 out.push(Outcome::StateChanged);
             }
             (_, ResponseBody::Refused { status, .. }) => {
-                out.push(Outcome::Rejected { detail: format!("panel refused the request: {status:?}") });
+                out.push(Outcome::Rejected {
+                    detail: format!("panel refused the request: {status:?}"),
+                });
             }
             _ => {
                 // A response that does not fit its request: start over from the digest.
@@ -354,7 +411,10 @@ impl PanelSync {
     }
 
     pub fn is_in_sync(&self) -> bool {
-        self.mode == Mode::Write && self.inflight.is_none() && self.pending() == 0 && !self.wipe_held
+        self.mode == Mode::Write
+            && self.inflight.is_none()
+            && self.pending() == 0
+            && !self.wipe_held
     }
 
     fn save_acked(&mut self) {
@@ -367,7 +427,12 @@ impl PanelSync {
                 (*id, hex(&b))
             })
             .collect();
-        let keep: BTreeSet<u32> = self.acked.keys().chain(self.desired.keys()).copied().collect();
+        let keep: BTreeSet<u32> = self
+            .acked
+            .keys()
+            .chain(self.desired.keys())
+            .copied()
+            .collect();
         prune(&mut self.state.ledger, |id| keep.contains(&id));
     }
 
@@ -376,7 +441,9 @@ impl PanelSync {
         let late: Vec<u32> = self
             .revoking_since
             .iter()
-            .filter(|(id, t)| now.duration_since(**t) >= deadline && !self.overdue_reported.contains(id))
+            .filter(|(id, t)| {
+                now.duration_since(**t) >= deadline && !self.overdue_reported.contains(id)
+            })
             .map(|(id, _)| *id)
             .collect();
         self.overdue_reported.extend(late.iter().copied());
@@ -385,7 +452,12 @@ impl PanelSync {
 
     /// Which resident an acknowledged record belongs to (from the ledger).
     pub fn resident_of(&self, id: u32) -> Option<&str> {
-        self.state.ledger.assigned.values().find(|a| a.id == id).map(|a| a.resident.as_str())
+        self.state
+            .ledger
+            .assigned
+            .values()
+            .find(|a| a.id == id)
+            .map(|a| a.resident.as_str())
     }
 
     pub fn acknowledged(&self) -> &BTreeMap<u32, Record> {
@@ -406,7 +478,10 @@ mod tests {
                 doors: 1,
                 valid_from: 0,
                 valid_until: u32::MAX,
-                credential: Credential::Card { bits: 26, data: vec![1, 2, 3, 0x40] },
+                credential: Credential::Card {
+                    bits: 26,
+                    data: vec![1, 2, 3, 0x40],
+                },
             },
             format!("r{id}"),
         )
@@ -416,7 +491,9 @@ mod tests {
     fn drive(sync: &mut PanelSync, db: &mut PanelDb, now: Instant) -> Vec<Outcome> {
         let mut out = Vec::new();
         for _ in 0..200 {
-            let Some((_, req)) = sync.next_request(now) else { return out };
+            let Some((_, req)) = sync.next_request(now) else {
+                return out;
+            };
             let resp = Response::decode(&db.handle(&req, 64).unwrap()).unwrap();
             out.extend(sync.on_response(&resp, now));
         }
@@ -432,7 +509,12 @@ mod tests {
         let out = drive(&mut sync, &mut db, now);
         assert!(out.contains(&Outcome::InSync));
         assert_eq!(db.len(), 10);
-        sync.set_desired((3..=10).map(|i| (i, rec(i, if i == 5 { 2 } else { 1 }))).collect(), now);
+        sync.set_desired(
+            (3..=10)
+                .map(|i| (i, rec(i, if i == 5 { 2 } else { 1 })))
+                .collect(),
+            now,
+        );
         drive(&mut sync, &mut db, now);
         assert_eq!(db.len(), 8);
         assert_eq!(db.get(5).unwrap().version, 2);
@@ -453,7 +535,10 @@ mod tests {
         let out = drive(&mut sync, &mut fresh, now);
         assert!(matches!(out[0], Outcome::Drift(_)), "{out:?}");
         assert_eq!(fresh.len(), 5);
-        assert!(fresh.get(77).is_none(), "a record we did not write is removed");
+        assert!(
+            fresh.get(77).is_none(),
+            "a record we did not write is removed"
+        );
     }
 
     #[test]
@@ -463,7 +548,10 @@ mod tests {
         let mut sync = PanelSync::new(PanelState::default(), 1, Duration::from_secs(600));
         sync.set_desired((1..=10).map(|i| (i, rec(i, 1))).collect(), now);
         drive(&mut sync, &mut db, now);
-        assert!(matches!(sync.set_desired(BTreeMap::new(), now), Some(Outcome::Rejected { .. })));
+        assert!(matches!(
+            sync.set_desired(BTreeMap::new(), now),
+            Some(Outcome::Rejected { .. })
+        ));
         drive(&mut sync, &mut db, now);
         assert_eq!(db.len(), 10);
         assert!(!sync.is_in_sync());
@@ -479,7 +567,9 @@ mod tests {
         sync.set_desired((2..=5).map(|i| (i, rec(i, 1))).collect(), now);
         let later = now + Duration::from_secs(121);
         assert_eq!(sync.newly_overdue(later, Duration::from_secs(120)), vec![1]);
-        assert!(sync.newly_overdue(later, Duration::from_secs(120)).is_empty());
+        assert!(sync
+            .newly_overdue(later, Duration::from_secs(120))
+            .is_empty());
     }
 
     #[test]

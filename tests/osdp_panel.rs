@@ -1,0 +1,246 @@
+//! The panel driver (tokio-serial, PdLink, PanelSync) against the reference panel simulator
+//! over pseudo-terminals: commissioning with SCBK-D then KEYSET, grants and revocations,
+//! read-back, drift after a panel reset, and a noisy line.
+
+#[path = "support/panel_host.rs"]
+mod host;
+#[path = "support/osdp_line.rs"]
+mod line;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use host::{resident, resident_with_pin, TestHost};
+use leasegate::config::osdp::{BusConfig, OsdpConfig, PanelConfig};
+use leasegate::events::Event;
+use leasegate::panel::sim::{self, SimSettings};
+use leasegate::panel::sync::PanelState;
+use leasegate_osdp::profile::{self, PanelDb};
+use tokio_util::sync::CancellationToken;
+
+const DEVICE: &str = "lobby-panel";
+
+fn config(tty: PathBuf, commission: bool) -> (OsdpConfig, BusConfig) {
+    let panel = PanelConfig {
+        device: DEVICE.into(),
+        address: 5,
+        vendor_code: 0x4c4701,
+        doors: vec!["front".into(), "gym".into()],
+        max_mfg_data: None,
+        commission_until: commission.then(|| Utc::now() + chrono::Duration::hours(1)),
+    };
+    let bus = BusConfig {
+        tty,
+        baud: 115_200,
+        panels: vec![panel],
+    };
+    let cfg = OsdpConfig {
+        poll_interval: Duration::from_millis(20),
+        ..OsdpConfig::default()
+    };
+    (cfg, bus)
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    _ptys: Vec<line::PtyPair>,
+    host: TestHost,
+    db: sim::SharedDb,
+    key_file: PathBuf,
+    cancel: CancellationToken,
+    sim: tokio::task::JoinHandle<()>,
+    line: Option<line::LineControl>,
+    sim_tty: PathBuf,
+}
+
+impl Rig {
+    /// CP on one pty, the simulator on the other (through a relay when `noisy`).
+    async fn start(noisy: bool) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ptys = vec![line::PtyPair::new(dir.path(), "bus")];
+        let (cp_tty, sim_tty, ctl) = if noisy {
+            ptys.push(line::PtyPair::new(dir.path(), "panel"));
+            let (ctl, _task) = line::relay(&ptys[0].b, &ptys[1].a, None);
+            (ptys[0].a.clone(), ptys[1].b.clone(), Some(ctl))
+        } else {
+            (ptys[0].a.clone(), ptys[0].b.clone(), None)
+        };
+        let key_file = dir.path().join("panel.key");
+        let db: sim::SharedDb = Arc::new(Mutex::new(PanelDb::new(10_000)));
+        let cancel = CancellationToken::new();
+        let sim = spawn_sim(&sim_tty, &key_file, db.clone(), cancel.clone());
+        let host = TestHost::new();
+        let (cfg, bus) = config(cp_tty, true);
+        let (h, c) = (host.clone(), cancel.clone());
+        tokio::spawn(async move { leasegate::panel::run_bus(&cfg, &bus, h, c).await.unwrap() });
+        Rig {
+            _dir: dir,
+            _ptys: ptys,
+            host,
+            db,
+            key_file,
+            cancel,
+            sim,
+            line: ctl,
+            sim_tty,
+        }
+    }
+
+    fn panel_digest(&self) -> [u8; 16] {
+        self.db.lock().unwrap().digest()
+    }
+
+    async fn wait_for(&self, what: &str, mut cond: impl FnMut(&Rig) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !cond(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; events: {:?}",
+                self.host.events()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn acknowledged_digest(&self) -> Option<[u8; 16]> {
+        let state = PanelState::from_bytes(&self.host.state(DEVICE)?).ok()?;
+        let recs: Vec<profile::Record> = state
+            .acked
+            .values()
+            .map(|h| profile::Record::decode(&leasegate::panel::sync::unhex(h).unwrap()).unwrap())
+            .collect();
+        Some(profile::digest(&recs))
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn spawn_sim(
+    tty: &std::path::Path,
+    key_file: &std::path::Path,
+    db: sim::SharedDb,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let settings = SimSettings {
+        address: 5,
+        key_file: Some(key_file.into()),
+        ..SimSettings::default()
+    };
+    let port = line::open(tty);
+    tokio::spawn(async move { sim::run(port, settings, db, cancel).await.unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_panel_is_commissioned_with_its_own_key_then_grants_and_revocations_reach_it() {
+    let rig = Rig::start(false).await;
+    let from = Utc::now();
+    rig.host.set(
+        DEVICE,
+        vec![
+            resident(1, &["front"], from),
+            resident_with_pin(2, "483915", &["front", "gym"], from),
+            resident(3, &["gym", "pool-not-on-this-panel"], from),
+        ],
+    );
+    // card 1, card 2 + PIN 2, card 3.
+    rig.wait_for("4 records on the panel", |r| {
+        r.db.lock().unwrap().len() == 4 && r.host.settled(DEVICE) == r.host.generation()
+    })
+    .await;
+    // The panel left install mode: it holds a key of its own, which we keep sealed.
+    let key = std::fs::read_to_string(&rig.key_file).expect("KEYSET stored a key");
+    let state = PanelState::from_bytes(&rig.host.state(DEVICE).unwrap()).unwrap();
+    let sealed = leasegate::panel::sync::unhex(state.key.as_ref().expect("sealed key")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains(key.trim()),
+        "key at rest is sealed"
+    );
+    assert_ne!(key.trim(), "303132333435363738393a3b3c3d3e3f");
+    assert_eq!(Some(rig.panel_digest()), rig.acknowledged_digest());
+    assert!(rig
+        .host
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::AccessApplied { .. })));
+
+    // Resident 2 moves out.
+    rig.host.set(
+        DEVICE,
+        vec![resident(1, &["front"], from), resident(3, &["gym"], from)],
+    );
+    rig.wait_for("resident 2 revoked", |r| {
+        r.db.lock().unwrap().len() == 2 && r.host.settled(DEVICE) == r.host.generation()
+    })
+    .await;
+    assert_eq!(Some(rig.panel_digest()), rig.acknowledged_digest());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_reset_is_found_by_its_digest_and_rewritten_with_a_drift_event() {
+    let mut rig = Rig::start(false).await;
+    let from = Utc::now();
+    rig.host.set(
+        DEVICE,
+        (1..=20).map(|n| resident(n, &["front"], from)).collect(),
+    );
+    rig.wait_for("20 records", |r| r.db.lock().unwrap().len() == 20)
+        .await;
+    // The panel loses its records (keeps its key), and comes back.
+    rig.sim.abort();
+    let _ = (&mut rig.sim).await;
+    let fresh: sim::SharedDb = Arc::new(Mutex::new(PanelDb::new(10_000)));
+    rig.db = fresh.clone();
+    rig.sim = spawn_sim(&rig.sim_tty, &rig.key_file, fresh, rig.cancel.clone());
+    rig.wait_for("rewritten", |r| r.db.lock().unwrap().len() == 20)
+        .await;
+    assert!(rig
+        .host
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Drift { .. })));
+    assert_eq!(Some(rig.panel_digest()), rig.acknowledged_digest());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_bit_errors_on_the_line_no_wrong_record_is_applied_and_the_link_recovers() {
+    let rig = Rig::start(true).await;
+    let ctl = rig.line.clone().unwrap();
+    let from = Utc::now();
+    let mut wanted = Vec::new();
+    for (round, rate) in [(0u32, 1e-3), (1, 1e-2)] {
+        ctl.set_flip_rate(rate);
+        let entries: Vec<_> = (1..=30)
+            .map(|n| resident(n + round * 100, &["front"], from))
+            .collect();
+        rig.host.set(DEVICE, entries.clone());
+        wanted = entries;
+        // Read back while the noise lasts: every record on the panel is one we sent.
+        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        while tokio::time::Instant::now() < until {
+            for r in rig.db.lock().unwrap().records() {
+                let leasegate_osdp::profile::Credential::Card { data, .. } = &r.credential else {
+                    panic!("only cards were sent")
+                };
+                let ok = (1..=30)
+                    .chain(101..=130)
+                    .any(|n| leasegate::core::Card::h10301(1, n).unwrap().bits == *data);
+                assert!(ok, "a record the gateway never sent is on the panel");
+                assert_eq!(r.doors, 0b01);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(ctl.flipped.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    ctl.set_flip_rate(0.0);
+    rig.wait_for("the desired set after the noise stops", |r| {
+        r.db.lock().unwrap().len() == wanted.len() && r.host.settled(DEVICE) == r.host.generation()
+    })
+    .await;
+    assert_eq!(Some(rig.panel_digest()), rig.acknowledged_digest());
+}
