@@ -236,7 +236,10 @@ impl PdLink {
 
     /// Ready, nothing queued and nothing to resend: the next transmission would be a POLL.
     pub fn is_idle(&self) -> bool {
-        self.is_ready() && self.queue.is_empty() && self.retry.is_none() && self.outstanding.is_none()
+        self.is_ready()
+            && self.queue.is_empty()
+            && self.retry.is_none()
+            && self.outstanding.is_none()
     }
 
     /// Forget the session and begin again at sequence number 0.
