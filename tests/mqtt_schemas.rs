@@ -569,3 +569,160 @@ fn every_alert_kind_has_its_fields() {
     );
     schemas::assert_invalid("alert", &json!({"kind": "meteor"}));
 }
+
+// ---------------------------------------------------------------- the gateway's own types
+
+fn at() -> leasegate::core::Timestamp {
+    // With nanoseconds, as a live clock gives them.
+    chrono::DateTime::parse_from_rfc3339("2026-12-04T05:00:00.123456789Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[test]
+fn device_events_serialize_as_the_contract_says_on_their_topic() {
+    use leasegate::events::Event;
+    let events = [
+        Event::AccessApplied {
+            device: "lock-4b".into(),
+            generation: 18,
+            upserts: 1,
+            deletes: 0,
+            at: at(),
+        },
+        Event::DeviceWriteFailed {
+            device: "panel-lobby".into(),
+            error: "timeout".into(),
+            retryable: true,
+            at: at(),
+        },
+        Event::RevocationOverdue {
+            device: "panel-lobby".into(),
+            residents: vec!["r-1".into()],
+            since: at(),
+            at: at(),
+        },
+        Event::Drift {
+            device: "panel-lobby".into(),
+            detail: "reset".into(),
+            at: at(),
+        },
+    ];
+    for ev in events {
+        // Published on events/<kind> as serde_json::to_value(&ev) (src/mqtt/client.rs).
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["type"], ev.kind(), "the payload's type names its topic");
+        schemas::assert_valid(&format!("event_{}", ev.kind()), &v);
+    }
+}
+
+#[test]
+fn device_status_serializes_as_the_contract_says() {
+    use leasegate::events::{Battery, DeviceStatus};
+    let bare = DeviceStatus {
+        device: "panel-lobby".into(),
+        kind: "osdp_panel".into(),
+        ..Default::default()
+    };
+    schemas::assert_valid("device_status", &serde_json::to_value(&bare).unwrap());
+    let full = DeviceStatus {
+        device: "lock-4b".into(),
+        kind: "nuki_lock".into(),
+        online: true,
+        pending_writes: 2,
+        failed_writes: 1,
+        battery: Some(Battery {
+            critical: false,
+            percent: Some(80),
+            charging: None,
+        }),
+        last_error: Some("no answer".into()),
+        last_seen: Some(at()),
+        generation: 7,
+    };
+    schemas::assert_valid("device_status", &serde_json::to_value(&full).unwrap());
+}
+
+#[test]
+fn alerts_serialize_as_the_contract_says() {
+    use leasegate::core::Alert;
+    for a in [
+        Alert::GuardTripped {
+            would_revoke: 40,
+            limit: 22,
+            current_residents: 112,
+        },
+        Alert::UnknownStatus {
+            resident_id: "r-1".into(),
+            status: "on_hold".into(),
+        },
+        Alert::EmptyRoster {
+            known_residents: 112,
+        },
+        Alert::UnmappedUnit {
+            resident_id: "r-1".into(),
+            unit: None,
+        },
+        Alert::PinsExhausted,
+    ] {
+        schemas::assert_valid("alert", &serde_json::to_value(&a).unwrap());
+    }
+}
+
+#[test]
+fn decision_results_keys_and_units_serialize_as_the_contract_says() {
+    use leasegate::core::site::{KeySet, UnitMap};
+    use leasegate::core::{ItemResult, SuggestionState};
+    let results: Vec<Value> = [
+        ("s000001", ItemResult::Applied),
+        ("s000002", ItemResult::NotFound),
+        ("s000003", ItemResult::Superseded),
+        (
+            "s000004",
+            ItemResult::AlreadyDecided {
+                state: SuggestionState::Discarded,
+            },
+        ),
+        (
+            "s000005",
+            ItemResult::Blocked {
+                after: "s000001".into(),
+            },
+        ),
+        ("s000001", ItemResult::Duplicate),
+    ]
+    .into_iter()
+    .map(|(id, r)| {
+        // As src/mqtt/service.rs writes each item: the result with its id.
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["id"] = json!(id);
+        v
+    })
+    .collect();
+    schemas::assert_valid(
+        "reply_suggestions_approve",
+        &json!({"status": "partial", "command": "suggestions/approve", "transaction": "t1",
+                "data": {"results": results}}),
+    );
+    let key = KeySet {
+        id: "gym".into(),
+        name: "Gym".into(),
+        doors: vec!["gym-door".into()],
+        shareable: true,
+        auto_share: false,
+    };
+    schemas::assert_valid(
+        "reply_keys_list",
+        &json!({"status": "ok", "command": "keys/list", "transaction": null,
+                "data": {"keys": [key]}}),
+    );
+    let unit = UnitMap {
+        pms_unit: "4B".into(),
+        doors: vec!["4b-front".into()],
+    };
+    schemas::assert_valid(
+        "reply_units_list",
+        &json!({"status": "ok", "command": "units/list", "transaction": null,
+                "data": {"units": [unit]}}),
+    );
+}
