@@ -277,3 +277,128 @@ async fn the_writer_task_applies_a_change_settles_and_publishes_battery() {
         .expect("writer stops on cancel")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_the_lock_keeps_refusing_raises_revocation_overdue() {
+    let fake = FakeBluez::start(&[]);
+    let port = paired(&fake).await;
+    port.set(&[("r1", "345678", from()), ("r2", "456789", from())]);
+    let mut cfg = fake.config(SECURITY_PIN);
+    writer(&fake, &port, SECURITY_PIN)
+        .pass(&port.work_now())
+        .await
+        .unwrap();
+    // r2 moves out, and the lock answers BUSY to everything from now on.
+    port.set(&[("r1", "345678", from())]);
+    fake.control("SetBusy", &["uint32:1000"]);
+    cfg.revocation_deadline = Duration::from_millis(1);
+    let mut w = LockWriter::new(cfg.clone(), cfg.locks[0].clone(), port.clone());
+    let mut events = port.events.subscribe();
+    // The read-back itself is refused: the pass fails (to be retried with backoff) …
+    let e = w.pass(&port.work_now()).await.unwrap_err();
+    assert!(e.is_retryable() && !e.is_fatal(), "{e}");
+    // … and the removal past its deadline is raised.
+    let mut overdue = None;
+    while let Ok(e) = events.try_recv() {
+        if let Event::RevocationOverdue { residents, .. } = e {
+            overdue = Some(residents);
+        }
+    }
+    assert_eq!(overdue, Some(vec!["r2".to_string()]));
+    assert_eq!(fake.code_values(), vec![345678, 456789]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_task_reconnects_after_a_disconnect_and_finishes_the_batch() {
+    let fake = FakeBluez::start(&[]);
+    let port = paired(&fake).await;
+    let cfg = fake.config(SECURITY_PIN);
+    fake.control("DisconnectAfterWrites", &["uint32:20"]);
+    let mut events = port.events.subscribe();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_lock(
+        cfg.clone(),
+        cfg.locks[0].clone(),
+        port.clone(),
+        cancel.clone(),
+    ));
+    port.set(&[
+        ("r1", "345678", from()),
+        ("r2", "456789", from()),
+        ("r3", "567891", from()),
+    ]);
+    let (mut failed, mut applied) = (false, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !applied {
+        match tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("applied before the deadline")
+            .unwrap()
+        {
+            Event::DeviceWriteFailed { retryable, .. } => failed |= retryable,
+            Event::AccessApplied { .. } => applied = true,
+            _ => {}
+        }
+    }
+    assert!(failed, "the disconnect was not noticed");
+    assert_eq!(fake.code_values(), vec![345678, 456789, 567891]);
+    assert!(fake.state()["connects"].as_u64().unwrap() >= 2);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizations_can_be_added_listed_and_removed() {
+    use leasegate::lock::{BleLock, Session};
+    use leasegate_nuki::{Op, Outcome, PinWidth, SecurityPin, SharedKey, TimeLimits};
+    let fake = FakeBluez::start(&[]);
+    let port = paired(&fake).await;
+    let state = LockState::open(&Sealer::from_key([7; 32]), port.state_blob().as_deref()).unwrap();
+    let auth = state.auth.unwrap();
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&auth.shared_key[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let s = Session {
+        auth_id: auth.auth_id,
+        key: SharedKey::from_bytes(key),
+    };
+    let pin = SecurityPin::new(SECURITY_PIN, PinWidth::U16).unwrap();
+    let cfg = fake.config(SECURITY_PIN);
+    let mut link = BleLock::connect(&cfg, &cfg.locks[0]).await.unwrap();
+    let added = link
+        .exchange(
+            &s,
+            Op::AddAuthorization {
+                name: "caretaker".into(),
+                id_type: 0,
+                shared_key: SharedKey::from_bytes([9; 32]),
+                remote_allowed: true,
+                limits: TimeLimits::default(),
+            },
+            &pin,
+        )
+        .await
+        .unwrap();
+    let Outcome::AuthorizationAdded { auth_id } = added else {
+        panic!("{added:?}")
+    };
+    let names = |o: Outcome| match o {
+        Outcome::Authorizations(v) => v.into_iter().map(|a| a.name).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let list = Op::ListAuthorizations {
+        offset: 0,
+        count: 50,
+    };
+    let listed = names(link.exchange(&s, list.clone(), &pin).await.unwrap());
+    assert_eq!(listed, vec!["leasegate", "caretaker"]);
+    let removed = link
+        .exchange(&s, Op::RemoveAuthorization { auth_id }, &pin)
+        .await
+        .unwrap();
+    assert_eq!(removed, Outcome::Completed);
+    let listed = names(link.exchange(&s, list, &pin).await.unwrap());
+    assert_eq!(listed, vec!["leasegate"]);
+    link.disconnect().await;
+}
