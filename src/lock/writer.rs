@@ -88,6 +88,21 @@ impl LockPort for Outbox {
     }
 }
 
+/// One connection per lock at a time: the writer's passes and pairing (from the CLI or the
+/// MQTT `locks/pair` command) take this per-device guard, so they never talk to the lock at
+/// once nor overwrite each other's device state.
+fn link_guard(device: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    type Guards = std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
+    static GUARDS: std::sync::OnceLock<Guards> = std::sync::OnceLock::new();
+    GUARDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(device.to_string())
+        .or_default()
+        .clone()
+}
+
 /// One resident's code as the lock should hold it.
 #[derive(Clone)]
 struct Want {
@@ -287,6 +302,8 @@ impl<P: LockPort> LockWriter<P> {
 
     /// One pass over one connection.
     pub async fn pass(&mut self, work: &DeviceWork) -> Result<PassReport, LockError> {
+        let guard = link_guard(self.device());
+        let _link = guard.lock().await;
         let mut state = self.load().await?;
         let session = Self::session(&state, self.device())?;
         let pin = self.security_pin()?;
@@ -687,6 +704,8 @@ pub async fn pair_lock<P: LockPort>(
         .lock(device)
         .ok_or_else(|| LockError::State(format!("no [[nuki.locks]] entry for device {device}")))?
         .clone();
+    let guard = link_guard(device);
+    let _link = guard.lock().await;
     let mut link = BleLock::connect(nuki, &lock).await?;
     let identity = AppIdentity {
         // App, not Bridge: a lock keeps one bridge, and pairing as one would evict it.
