@@ -37,14 +37,23 @@ async fn run(baud: u32) {
     let dir = tempfile::tempdir().unwrap();
     let bus_pty = line::PtyPair::new(dir.path(), "bus");
     let panel_pty = line::PtyPair::new(dir.path(), "panel");
-    let pacing = line::Pacing { baud, turnaround: TURNAROUND };
+    let pacing = line::Pacing {
+        baud,
+        turnaround: TURNAROUND,
+    };
     let (_ctl, relay) = line::relay(&bus_pty.b, &panel_pty.a, Some(pacing));
     let db: sim::SharedDb = Arc::new(Mutex::new(PanelDb::new(10_000)));
     let cancel = CancellationToken::new();
-    let settings = SimSettings { address: 1, buffer: BUFFER, key_file: Some(dir.path().join("panel.key")), ..SimSettings::default() };
+    let settings = SimSettings {
+        address: 1,
+        buffer: BUFFER,
+        key_file: Some(dir.path().join("panel.key")),
+        ..SimSettings::default()
+    };
     let port = line::open(&panel_pty.b);
     let (db2, c2) = (db.clone(), cancel.clone());
-    tokio::spawn(async move { sim::run(port, settings, db2, c2).await.unwrap() });
+    // Errors after the run (the relay and ptys going away) do not matter.
+    tokio::spawn(async move { sim::run(port, settings, db2, c2).await });
 
     let panel = PanelConfig {
         device: DEVICE.into(),
@@ -54,11 +63,18 @@ async fn run(baud: u32) {
         max_mfg_data: None,
         commission_until: Some(Utc::now() + chrono::Duration::hours(1)),
     };
-    let bus = BusConfig { tty: bus_pty.a.clone(), baud, panels: vec![panel] };
-    let cfg = OsdpConfig { poll_interval: Duration::from_millis(50), ..OsdpConfig::default() };
+    let bus = BusConfig {
+        tty: bus_pty.a.clone(),
+        baud,
+        panels: vec![panel],
+    };
+    let cfg = OsdpConfig {
+        poll_interval: Duration::from_millis(50),
+        ..OsdpConfig::default()
+    };
     let host = TestHost::new();
     let (h, c) = (host.clone(), cancel.clone());
-    tokio::spawn(async move { leasegate::panel::run_bus(&cfg, &bus, h, c).await.unwrap() });
+    tokio::spawn(async move { leasegate::panel::run_bus(&cfg, &bus, h, c).await });
 
     // Commissioned, keyed and in sync with an empty set first (not timed).
     host.set(DEVICE, vec![]);
@@ -66,14 +82,20 @@ async fn run(baud: u32) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let from = Utc::now();
-    let entries: Vec<_> = (1..=RECORDS).map(|n| host::resident(n, &["front"], from)).collect();
+    let entries: Vec<_> = (1..=RECORDS)
+        .map(|n| host::resident(n, &["front"], from))
+        .collect();
     let t0 = Instant::now();
     host.set(DEVICE, entries);
     while host.settled(DEVICE) != host.generation() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = t0.elapsed();
-    assert_eq!(db.lock().unwrap().len(), RECORDS as usize, "every record on the panel");
+    assert_eq!(
+        db.lock().unwrap().len(),
+        RECORDS as usize,
+        "every record on the panel"
+    );
 
     // The frame-size model: full batches of 26-byte records (26-bit cards).
     let record = 26;
@@ -97,9 +119,20 @@ async fn run(baud: u32) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let bauds: Vec<u32> = if args.is_empty() { vec![115_200, 9600] } else { args.iter().filter_map(|a| a.parse().ok()).collect() };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let bauds: Vec<u32> = if args.is_empty() {
+        vec![115_200, 9600]
+    } else {
+        args.iter().filter_map(|a| a.parse().ok()).collect()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     for baud in bauds {
         rt.block_on(run(baud));
     }

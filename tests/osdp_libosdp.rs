@@ -168,7 +168,7 @@ async fn over_a_plain_channel_the_profile_round_trips_with_libosdp_and_digests_m
     let mut settings = LinkSettings::new(5);
     settings.require_secure = false;
     let mut link = PdLink::new(settings);
-    let mut bus = Bus::new(line::open(&ptys.a));
+    let mut bus = Bus::new(line::open(&ptys.a), 115_200);
     let from = Utc::now().timestamp() as u32;
     let records: Vec<profile::Record> = (1..=5)
         .map(|i| profile::Record {

@@ -18,13 +18,17 @@ pub const INTER_CHARACTER_GAP: Duration = Duration::from_millis(20);
 pub struct Bus<T> {
     io: T,
     buf: Vec<u8>,
+    /// Time on the wire of one byte (8N1: 10 bits).
+    byte_time: Duration,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Bus<T> {
-    pub fn new(io: T) -> Self {
+    pub fn new(io: T, baud: u32) -> Self {
+        let byte_time = Duration::from_nanos(10_000_000_000 / u64::from(baud.max(1)));
         Bus {
             io,
             buf: Vec::with_capacity(2048),
+            byte_time,
         }
     }
 
@@ -38,10 +42,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Bus<T> {
         self.buf.clear();
         self.io.write_all(&bytes).await?;
         self.io.flush().await?;
+        // The reply timeout runs from the end of our command on the wire, not from the
+        // moment the UART took it: at 9600 baud a 1 kB command takes a second to go out.
         let deadline = link
             .reply_deadline()
             .map(Instant::from_std)
-            .expect("a link that sent waits for a reply");
+            .expect("a link that sent waits for a reply")
+            + self.byte_time * bytes.len() as u32;
         let mut garbage = false;
         let mut chunk = [0u8; 1024];
         loop {
@@ -61,10 +68,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Bus<T> {
                     }
                 }
             }
-            let until = if garbage && self.buf.is_empty() {
-                deadline.min(Instant::now() + INTER_CHARACTER_GAP)
+            let now = Instant::now();
+            let until = if self.buf.is_empty() {
+                if garbage {
+                    deadline.min(now + INTER_CHARACTER_GAP)
+                } else {
+                    deadline
+                }
             } else {
-                deadline
+                // A reply is arriving: keep reading while characters keep coming.
+                deadline.max(now + INTER_CHARACTER_GAP)
             };
             match timeout_at(until, self.io.read(&mut chunk)).await {
                 Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),

@@ -206,6 +206,7 @@ impl Panel {
     async fn load<H: Host>(
         cfg: &OsdpConfig,
         pc: &PanelConfig,
+        bus_baud: u32,
         host: &H,
     ) -> Result<Panel, PanelError> {
         let state = match host.device_state(&pc.device).await? {
@@ -231,6 +232,9 @@ impl Panel {
         settings.reply_timeout = cfg.reply_timeout;
         let mut sync = PanelSync::new(state, OsRng.next_u32(), cfg.digest_interval);
         sync.set_max_data(pc.max_mfg_data.unwrap_or(64));
+        // Two of the largest frames at this baud rate (8N1), plus a margin for deferred replies.
+        let byte = Duration::from_nanos(10_000_000_000 / u64::from(bus_baud.max(1)));
+        sync.set_response_timeout(Duration::from_secs(2) + byte * 2 * 1400);
         Ok(Panel {
             cfg: pc.clone(),
             vendor: VendorCode(pc.vendor_code),
@@ -463,12 +467,12 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
     H: Host,
 {
-    let mut port = bus::Bus::new(io);
+    let mut port = bus::Bus::new(io, bus.baud);
     let mut changed = host.subscribe();
     changed.borrow_and_update();
     let mut panels = Vec::new();
     for pc in &bus.panels {
-        let mut p = Panel::load(cfg, pc, &host).await?;
+        let mut p = Panel::load(cfg, pc, bus.baud, &host).await?;
         p.refresh(&host).await?;
         panels.push(p);
     }

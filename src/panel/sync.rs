@@ -133,6 +133,12 @@ impl PanelSync {
         self.max_data = n.max(profile::REQUEST_HEADER + 1 + 8);
     }
 
+    /// How long to wait for a response (inline or deferred to a later POLL) before sending
+    /// the request again; slow lines need longer.
+    pub fn set_response_timeout(&mut self, t: Duration) {
+        self.response_timeout = t;
+    }
+
     pub fn max_data(&self) -> usize {
         self.max_data
     }
