@@ -32,13 +32,19 @@ impl PtyPair {
             .stderr(Stdio::null())
             .spawn()
             .expect("socat (Debian package socat)");
+        // Owned at once, so socat is reaped on every path (Drop).
+        let pair = PtyPair { a, b, child };
         for _ in 0..500 {
-            if a.exists() && b.exists() {
-                return PtyPair { a, b, child };
+            if pair.a.exists() && pair.b.exists() {
+                return pair;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("socat did not create {} and {}", a.display(), b.display());
+        panic!(
+            "socat did not create {} and {}",
+            pair.a.display(),
+            pair.b.display()
+        );
     }
 }
 
