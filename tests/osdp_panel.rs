@@ -244,3 +244,107 @@ async fn with_bit_errors_on_the_line_no_wrong_record_is_applied_and_the_link_rec
     .await;
     assert_eq!(Some(rig.panel_digest()), rig.acknowledged_digest());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_panels_on_one_bus_are_polled_in_turn_and_each_gets_its_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = line::PtyPair::new(dir.path(), "bus");
+    let cancel = CancellationToken::new();
+    let dbs: Vec<sim::SharedDb> = (0..2)
+        .map(|_| Arc::new(Mutex::new(PanelDb::new(100))))
+        .collect();
+    let sims = [5u8, 6].iter().zip(&dbs).map(|(a, db)| {
+        let s = SimSettings {
+            address: *a,
+            key_file: Some(dir.path().join(format!("p{a}.key"))),
+            ..SimSettings::default()
+        };
+        (s, db.clone())
+    });
+    let port = line::open(&pty.b);
+    let c = cancel.clone();
+    let sims: Vec<_> = sims.collect();
+    tokio::spawn(async move { sim::run_many(port, sims, c).await });
+    let (cfg, mut bus) = config(pty.a.clone(), true);
+    let mut garage = bus.panels[0].clone();
+    garage.device = "garage-panel".into();
+    garage.address = 6;
+    garage.doors = vec!["garage".into()];
+    bus.panels.push(garage);
+    let host = TestHost::new();
+    let (h, c) = (host.clone(), cancel.clone());
+    tokio::spawn(async move { leasegate::panel::run_bus(&cfg, &bus, h, c).await });
+    let from = Utc::now();
+    host.set(
+        DEVICE,
+        (1..=3).map(|n| resident(n, &["front"], from)).collect(),
+    );
+    host.set(
+        "garage-panel",
+        (10..=14).map(|n| resident(n, &["garage"], from)).collect(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while dbs[0].lock().unwrap().len() != 3 || dbs[1].lock().unwrap().len() != 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events: {:?}",
+            host.events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        std::fs::metadata(dir.path().join("p5.key")).is_ok()
+            && std::fs::metadata(dir.path().join("p6.key")).is_ok()
+    );
+    let k5 = std::fs::read(dir.path().join("p5.key")).unwrap();
+    let k6 = std::fs::read(dir.path().join("p6.key")).unwrap();
+    assert_ne!(k5, k6, "a random key per panel");
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_keyset_and_its_acknowledgement_does_not_lock_us_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = line::PtyPair::new(dir.path(), "bus");
+    let old = [0x11u8; 16];
+    let new = [0x22u8; 16];
+    // The panel took the new key; we crashed before recording the ACK.
+    let key_file = dir.path().join("panel.key");
+    std::fs::write(&key_file, leasegate::panel::sync::hex(&new)).unwrap();
+    let db: sim::SharedDb = Arc::new(Mutex::new(PanelDb::new(100)));
+    let cancel = CancellationToken::new();
+    let _sim = spawn_sim(&pty.b, &key_file, db.clone(), cancel.clone());
+    let host = TestHost::new();
+    let seal =
+        |k: &[u8]| leasegate::panel::sync::hex(&leasegate::seal::Sealer::from_key([7; 32]).seal(k));
+    let state = PanelState {
+        key: Some(seal(&old)),
+        pending_key: Some(seal(&new)),
+        ..PanelState::default()
+    };
+    use leasegate::panel::Host;
+    host.put_device_state(DEVICE, &state.to_bytes())
+        .await
+        .unwrap();
+    // No commissioning window: SCBK-D is not an option.
+    let (cfg, bus) = config(pty.a.clone(), false);
+    let (h, c) = (host.clone(), cancel.clone());
+    tokio::spawn(async move { leasegate::panel::run_bus(&cfg, &bus, h, c).await });
+    host.set(DEVICE, vec![resident(1, &["front"], Utc::now())]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while db.lock().unwrap().len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events: {:?}",
+            host.events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state = PanelState::from_bytes(&host.state(DEVICE).unwrap()).unwrap();
+    assert!(state.pending_key.is_none(), "the pending key was promoted");
+    let opened = leasegate::seal::Sealer::from_key([7; 32])
+        .open(&leasegate::panel::sync::unhex(&state.key.unwrap()).unwrap())
+        .unwrap();
+    assert_eq!(opened, new);
+    cancel.cancel();
+}

@@ -122,13 +122,7 @@ fn read_key(path: &std::path::Path) -> Result<Option<Key>, SimError> {
     Ok(Some(Key::new(bytes.try_into().expect("16 bytes"))))
 }
 
-/// Serve OSDP on `io` until `cancel` or end of stream.
-pub async fn run<T: AsyncRead + AsyncWrite + Unpin>(
-    mut io: T,
-    s: SimSettings,
-    db: SharedDb,
-    cancel: CancellationToken,
-) -> Result<(), SimError> {
+fn make_pd(s: SimSettings, db: SharedDb) -> Result<Pd<App>, SimError> {
     let scbk = match &s.key_file {
         Some(p) => read_key(p)?,
         None => None,
@@ -182,7 +176,29 @@ pub async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         max_reply: usize::from(s.buffer).saturating_sub(34),
         key_file: s.key_file.clone(),
     };
-    let mut pd = Pd::new(settings, app);
+    Ok(Pd::new(settings, app))
+}
+
+/// Serve OSDP on `io` until `cancel` or end of stream.
+pub async fn run<T: AsyncRead + AsyncWrite + Unpin>(
+    io: T,
+    s: SimSettings,
+    db: SharedDb,
+    cancel: CancellationToken,
+) -> Result<(), SimError> {
+    run_many(io, vec![(s, db)], cancel).await
+}
+
+/// Several simulated panels on one multi-drop bus: each answers only its own address.
+pub async fn run_many<T: AsyncRead + AsyncWrite + Unpin>(
+    mut io: T,
+    panels: Vec<(SimSettings, SharedDb)>,
+    cancel: CancellationToken,
+) -> Result<(), SimError> {
+    let mut pds = Vec::new();
+    for (s, db) in panels {
+        pds.push(make_pd(s, db)?);
+    }
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 1024];
     loop {
@@ -198,9 +214,11 @@ pub async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             match decode(&buf) {
                 Ok((frame, used)) => {
                     buf.drain(..used);
-                    if let Some(reply) = pd.handle(&frame, &mut OsRng) {
-                        io.write_all(&reply).await?;
-                        io.flush().await?;
+                    for pd in &mut pds {
+                        if let Some(reply) = pd.handle(&frame, &mut OsRng) {
+                            io.write_all(&reply).await?;
+                            io.flush().await?;
+                        }
                     }
                 }
                 Err(DecodeError::Incomplete) => break,
