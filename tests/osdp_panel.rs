@@ -348,3 +348,46 @@ async fn a_crash_between_keyset_and_its_acknowledgement_does_not_lock_us_out() {
     assert_eq!(opened, new);
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_that_cannot_reach_an_offline_panel_is_reported_overdue() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = line::PtyPair::new(dir.path(), "bus");
+    let key_file = dir.path().join("panel.key");
+    let db: sim::SharedDb = Arc::new(Mutex::new(PanelDb::new(100)));
+    let sim_cancel = CancellationToken::new();
+    let sim = spawn_sim(&pty.b, &key_file, db.clone(), sim_cancel.clone());
+    let (mut cfg, bus) = config(pty.a.clone(), true);
+    cfg.revocation_deadline = Duration::from_millis(500);
+    let host = TestHost::new();
+    let cancel = CancellationToken::new();
+    let (h, c) = (host.clone(), cancel.clone());
+    tokio::spawn(async move { leasegate::panel::run_bus(&cfg, &bus, h, c).await });
+    let from = Utc::now();
+    host.set(
+        DEVICE,
+        vec![resident(1, &["front"], from), resident(2, &["front"], from)],
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while db.lock().unwrap().len() != 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The panel goes silent; resident 2 moves out.
+    sim_cancel.cancel();
+    sim.await.unwrap();
+    host.set(DEVICE, vec![resident(1, &["front"], from)]);
+    let overdue = |h: &TestHost| {
+        h.events().iter().any(|e| matches!(e, Event::RevocationOverdue { residents, .. } if residents == &vec!["res-2".to_string()]))
+    };
+    while !overdue(&host) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events: {:?}",
+            host.events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(db.lock().unwrap().len(), 2, "the panel never heard of it");
+    cancel.cancel();
+}

@@ -383,6 +383,7 @@ impl Panel {
                     retryable: true,
                     at: Utc::now(),
                 });
+                host.emit(self.status());
             }
             LinkEvent::MfgReply(Reply::MfgReply { vendor, data }) if vendor == self.vendor => {
                 let Ok(resp) = Response::decode(&data) else {
@@ -491,6 +492,21 @@ where
         let mut sent = false;
         for p in &mut panels {
             let now = Instant::now();
+            // Checked every round, so an offline panel's overdue revocations are reported too.
+            for id in p
+                .sync
+                .newly_overdue(Instant::now().into_std(), cfg.revocation_deadline)
+            {
+                let resident = p.sync.resident_of(id).unwrap_or("unknown").to_string();
+                host.emit(Event::RevocationOverdue {
+                    device: p.cfg.device.clone(),
+                    residents: vec![resident],
+                    since: Utc::now()
+                        - chrono::Duration::from_std(cfg.revocation_deadline).unwrap_or_default(),
+                    at: Utc::now(),
+                });
+                host.emit(p.status());
+            }
             let install = p.cfg.commission_until.is_some_and(|t| t > Utc::now());
             if install != p.install_mode {
                 p.install_mode = install;
@@ -522,19 +538,6 @@ where
             p.last_tx = Some(now);
             for ev in events {
                 p.on_event(ev, &host).await?;
-            }
-            for id in p
-                .sync
-                .newly_overdue(Instant::now().into_std(), cfg.revocation_deadline)
-            {
-                let resident = p.sync.resident_of(id).unwrap_or("unknown").to_string();
-                host.emit(Event::RevocationOverdue {
-                    device: p.cfg.device.clone(),
-                    residents: vec![resident],
-                    since: Utc::now()
-                        - chrono::Duration::from_std(cfg.revocation_deadline).unwrap_or_default(),
-                    at: Utc::now(),
-                });
             }
         }
         if !sent {
