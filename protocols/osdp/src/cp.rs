@@ -484,7 +484,8 @@ impl PdLink {
                 }
                 let found = candidates.into_iter().find_map(|(u, k)| {
                     let keys = SessionKeys::derive(&k, &rnd_a);
-                    (keys.client_cryptogram(&rnd_a, &rnd_b) == cryptogram).then_some((u, keys))
+                    crate::secure::ct_eq(&keys.client_cryptogram(&rnd_a, &rnd_b), &cryptogram)
+                        .then_some((u, keys))
                 });
                 let Some((key_use, keys)) = found else {
                     if !install && self.settings.install_mode {
@@ -506,7 +507,7 @@ impl PdLink {
                     .scb
                     .as_ref()
                     .is_some_and(|s| s.kind == scs::RMAC_I && s.data.first() == Some(&1));
-                if !accepted || keys.initial_rmac(&server) != rmac {
+                if !accepted || !crate::secure::ct_eq(&keys.initial_rmac(&server), &rmac) {
                     return self.fail(ScError::RmacMismatch.into(), now);
                 }
                 self.channel = Some(Channel::new(keys, rmac));

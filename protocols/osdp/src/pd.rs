@@ -220,7 +220,7 @@ impl<A: PdApp> Pd<A> {
         let Ok(Command::ServerCryptogram(c)) = Command::decode(frame.code, &frame.data) else {
             return Self::nak(NakReason::BadLength);
         };
-        if c != h.keys.server_cryptogram(&h.rnd_a, &h.rnd_b) {
+        if !crate::secure::ct_eq(&c, &h.keys.server_cryptogram(&h.rnd_a, &h.rnd_b)) {
             return Self::nak(NakReason::ScConditions);
         }
         let rmac = h.keys.initial_rmac(&c);

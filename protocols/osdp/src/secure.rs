@@ -72,6 +72,12 @@ pub enum ScError {
     BadPadding,
 }
 
+/// Compare MACs and cryptograms in constant time.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
 fn ecb(key: &Key, block: &[u8; 16]) -> [u8; 16] {
     let cipher = Aes128::new(key.0.as_ref().into());
     let mut b = aes::Block::clone_from_slice(block);
@@ -249,7 +255,7 @@ impl Channel {
             self.last_cmac
         };
         let mac = self.keys.mac(&iv, &frame.header_and_body());
-        if frame.mac != Some([mac[0], mac[1], mac[2], mac[3]]) {
+        if !frame.mac.is_some_and(|m| ct_eq(&m, &mac[..4])) {
             return Err(ScError::BadMac);
         }
         let data = if scb.kind == enc_kind {
