@@ -457,7 +457,11 @@ impl Response {
                     ResponseBody::Digest { count, digest }
                 }
                 op::LIST => {
-                    let more = r.u8()? != 0;
+                    let more = match r.u8()? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(ProfileError::BadRecord("list `more` flag is not 0 or 1")),
+                    };
                     let n = r.u8()?;
                     let entries =
                         (0..n)

@@ -279,6 +279,14 @@ fn listing_pages_through_the_whole_database_in_id_order() {
 }
 
 #[test]
+fn a_list_response_with_a_more_flag_other_than_0_or_1_is_malformed() {
+    // Found by the osdp_profile fuzz target: 0x82 decoded as "more" and re-encoded as 01.
+    let bytes = [1, 0x84, 7, 2, 0, 0, 0, 0x82, 0];
+    assert!(Response::decode(&bytes).is_err());
+    assert!(Response::decode(&[1, 0x84, 7, 2, 0, 0, 0, 1, 0]).is_ok());
+}
+
+#[test]
 fn an_unknown_operation_is_answered_with_its_request_id() {
     let mut db = PanelDb::new(10);
     let resp = Response::decode(&db.handle(&[1, 0x7e, 9, 0, 0, 0], 256).unwrap()).unwrap();
