@@ -52,6 +52,9 @@ async fn connect(t: &Target, filters: Vec<String>) -> Result<(AsyncClient, Recei
     let id = format!("leasegate-ctl-{:08x}", rand::thread_rng().gen::<u32>());
     let mut o = MqttOptions::new(id, t.url.host.clone(), t.url.port);
     o.set_keep_alive(Duration::from_secs(30));
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
     o.set_max_packet_size(Some(crate::mqtt::client::MAX_PACKET));
     if let Some(u) = &t.username {
         o.set_credentials(u.clone(), t.password.clone().unwrap_or_default());

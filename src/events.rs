@@ -41,6 +41,7 @@ pub enum Event {
     },
     /// The device's records differ from what it last acknowledged (a reset, a local edit):
     /// the writer resyncs it.
+    #[serde(rename = "device_drift")]
     Drift {
         device: DeviceId,
         detail: String,

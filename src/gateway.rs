@@ -40,6 +40,16 @@ pub struct Gateway {
     changed: tokio::sync::watch::Sender<u64>,
     /// Alerts of committed transitions, for the MQTT events.
     alerts: tokio::sync::broadcast::Sender<(core::Alert, Timestamp)>,
+    /// Suggestions written since the publisher last looked (see [`Gateway::take_touched`]).
+    touched: Touched,
+}
+
+/// What changed since the last look: the ids of suggestions written, or `all` when the
+/// view of every suggestion may have changed (site data, a reload).
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub suggestions: std::collections::BTreeSet<core::SuggestionId>,
+    pub all: bool,
 }
 
 impl Gateway {
@@ -71,6 +81,10 @@ impl Gateway {
             policy: cfg.access.policy,
             changed: tokio::sync::watch::channel(0).0,
             alerts: tokio::sync::broadcast::channel(256).0,
+            touched: Touched {
+                all: true,
+                ..Touched::default()
+            },
         };
         gw.assign_pins(wall_clock())?;
         Ok(gw)
@@ -79,6 +93,12 @@ impl Gateway {
     /// A receiver that changes after every committed state change.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// The suggestions written since the last call, so that a publisher of thousands of
+    /// retained suggestions looks only at what changed.
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
     }
 
     /// Alerts raised by committed transitions, with their time.
@@ -116,7 +136,10 @@ impl Gateway {
             // The transaction may have landed even though the fsync after it failed: read
             // the truth back rather than guess, so memory never drifts from disk.
             match self.store.load_world() {
-                Ok(w) => self.world = w,
+                Ok(w) => {
+                    self.world = w;
+                    self.touched.all = true;
+                }
                 Err(reload) => {
                     tracing::error!(error = %reload, "cannot reload the store after a failed commit")
                 }
@@ -125,6 +148,15 @@ impl Gateway {
             return Err(e.into());
         }
         self.world.apply(&t);
+        for c in &t.changes {
+            match c {
+                core::Change::Suggestion(s) => {
+                    self.touched.suggestions.insert(s.id.clone());
+                }
+                core::Change::Site(_) => self.touched.all = true,
+                _ => {}
+            }
+        }
         self.changed.send_modify(|n| *n += 1);
         let at = t.audit.last().map_or_else(wall_clock, |a| a.at);
         for a in &t.alerts {

@@ -294,21 +294,29 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let gw = Gateway::open(&cfg).context("cannot open the store")?;
             let sealer = leasegate::seal::Sealer::load_or_create(&cfg.store.key_file)
                 .context("cannot read the sealing key")?;
-            runtime()?.block_on(async {
-                let outbox = leasegate::outbox::Outbox::new(
-                    std::sync::Arc::new(tokio::sync::Mutex::new(gw)),
-                    leasegate::events::channel(),
-                    sealer,
-                    cfg.site.timezone,
-                )
-                .await;
-                leasegate::lock::pair_lock(&cfg.nuki, &device, &outbox).await
-            })
-            .with_context(|| format!("pairing lock {device}"))?;
+            runtime()?
+                .block_on(async {
+                    let outbox = leasegate::outbox::Outbox::new(
+                        std::sync::Arc::new(tokio::sync::Mutex::new(gw)),
+                        leasegate::events::channel(),
+                        sealer,
+                        cfg.site.timezone,
+                    )
+                    .await;
+                    leasegate::lock::pair_lock(&cfg.nuki, &device, &outbox).await
+                })
+                .with_context(|| format!("pairing lock {device}"))?;
             eprintln!("lock {device} paired; its authorization is sealed in the store");
             Ok(ExitCode::SUCCESS)
         }
-        Command::PanelSim { tty, address, baud, key_file, vendor_code, buffer } => {
+        Command::PanelSim {
+            tty,
+            address,
+            baud,
+            key_file,
+            vendor_code,
+            buffer,
+        } => {
             use tokio_serial::SerialPortBuilderExt;
             let settings = leasegate::panel::sim::SimSettings {
                 address,
@@ -323,7 +331,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot open {}", tty.display()))?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                eprintln!("panel-sim: OSDP PD at address {address} on {}", tty.display());
+                eprintln!(
+                    "panel-sim: OSDP PD at address {address} on {}",
+                    tty.display()
+                );
                 leasegate::panel::sim::run(port, settings, Default::default(), shutdown).await?;
                 anyhow::Ok(())
             })?;
@@ -337,7 +348,9 @@ fn parse_vendor_code(s: &str) -> Result<u32, String> {
         Some(h) => u32::from_str_radix(h, 16),
         None => s.parse(),
     };
-    v.ok().filter(|v| (1..=0xff_ffff).contains(v)).ok_or_else(|| "a 24-bit vendor code such as 0x4c4701".into())
+    v.ok()
+        .filter(|v| (1..=0xff_ffff).contains(v))
+        .ok_or_else(|| "a 24-bit vendor code such as 0x4c4701".into())
 }
 
 /// Print the site's warnings (doors no device serves): not errors, but likely mistakes.

@@ -188,6 +188,9 @@ poll_interval = "5m"
 
 [mqtt]
 host = "localhost"
+
+[modbus]
+port = 502
 "#;
     let errors = parse_err(text, file);
     let expected = [
@@ -197,7 +200,9 @@ host = "localhost"
         ("access.mode", "yolo"),
         ("access.activation_delay", "not a duration"),
         ("pms.kind", "yardi"),
-        ("mqtt", "unknown section"),
+        ("mqtt.url", "required"),
+        ("mqtt.host", "unknown key"),
+        ("modbus", "unknown section"),
     ];
     for (key, reason) in expected {
         let e = find(&errors, key);
@@ -631,4 +636,60 @@ fn check_config_reads_each_secret_file_and_names_the_missing_ones_by_key() {
     std::fs::write(dir.path().join("rm-password"), "s3cret\n").unwrap();
     let ok = config::load(&cfg).unwrap();
     assert_eq!(ok.pms.source.kind(), "rentmanager");
+}
+
+/// The `[mqtt]` section exactly as issue 4's "Interface that must hold" gives it.
+const INTERFACE_MQTT: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"     # mqtts:// for TLS
+base_topic = "leasegate"          # topics are <base_topic>/<site id>/...
+client_id = "leasegate-maple-court"
+username = "gateway"              # optional
+password_file = "mqtt-password"   # optional
+embedded = false                  # true: run the embedded broker on this url (demo only)
+home_assistant = true
+"#;
+
+#[test]
+fn the_interface_mqtt_section_parses() {
+    let text = format!("{INTERFACE_CONFIG}{INTERFACE_MQTT}");
+    let cfg = config::parse(&text, Path::new("/etc/leasegate/leasegate.toml")).unwrap();
+    let m = cfg.mqtt.unwrap();
+    assert_eq!(m.url.to_string(), "mqtt://127.0.0.1:1883");
+    assert_eq!(m.base_topic, "leasegate");
+    assert_eq!(m.client_id, "leasegate-maple-court");
+    assert_eq!(m.username.as_deref(), Some("gateway"));
+    assert_eq!(m.password_file.as_deref(), Some("mqtt-password"));
+    assert!(!m.embedded && m.home_assistant);
+}
+
+#[test]
+fn every_mqtt_mistake_is_reported_at_once() {
+    let text = format!(
+        "{INTERFACE_CONFIG}\n[mqtt]\nurl = \"http://broker\"\nbase_topic = \"a/#\"\npassword = \"hunter2\"\nembedded = \"yes\"\ncolour = 1\n"
+    );
+    let errors = parse_err(&text, Path::new("/x/leasegate.toml"));
+    for key in [
+        "mqtt.url",
+        "mqtt.base_topic",
+        "mqtt.password",
+        "mqtt.embedded",
+        "mqtt.colour",
+    ] {
+        find(&errors, key);
+    }
+    assert!(!format!("{errors:?}").contains("hunter2"));
+    let embedded_far =
+        format!("{INTERFACE_CONFIG}\n[mqtt]\nurl = \"mqtt://192.0.2.1:1884\"\nembedded = true\n");
+    let errors = parse_err(&embedded_far, Path::new("/x/leasegate.toml"));
+    assert!(find(&errors, "mqtt.embedded").reason.contains("loopback"));
+}
+
+#[test]
+fn the_demo_runs_its_own_broker_on_loopback_off_the_system_mosquitto_port() {
+    let cfg = config::load(&demo("leasegate.toml")).unwrap();
+    let m = cfg.mqtt.unwrap();
+    assert!(m.embedded);
+    assert_eq!(m.url.host, "127.0.0.1");
+    assert_ne!(m.url.port, 1883, "a system Mosquitto may hold 1883");
 }

@@ -3,6 +3,8 @@
 
 #[path = "support/mqtt.rs"]
 mod mqtt;
+#[path = "support/schemas.rs"]
+mod schemas;
 
 use mqtt::{resident, Mosquitto, Probe, TestGateway};
 use serde_json::{json, Value};
@@ -549,5 +551,112 @@ async fn a_stopped_gateway_says_offline_and_a_restarted_one_clears_suggestions_d
         })
         .await;
     wait_pending_count(&mut probe, &gw, 6).await;
+    gw.stop().await;
+}
+
+/// The schema a published message must match, by topic.
+fn schema_for(root: &str, s: &mqtt::Seen) -> Option<String> {
+    let rest = s.topic.strip_prefix(root)?.strip_prefix('/')?;
+    let (head, tail) = rest.split_once('/')?;
+    Some(match head {
+        "bridge" => format!("bridge_{tail}"),
+        "status" => format!("status_{tail}"),
+        "suggestions" if s.payload.is_empty() => return None, // a cleared suggestion
+        "suggestions" => "suggestion".into(),
+        "devices" => "device_status".into(),
+        "events" => format!("event_{tail}"),
+        "response" => {
+            let (_, command) = tail.split_once('/')?;
+            match s.json()["status"].as_str() {
+                Some("error") if s.json()["data"].is_null() => "reply".into(),
+                _ => format!("reply_{}", command.replace('/', "_")),
+            }
+        }
+        _ => return None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payload_the_gateway_publishes_matches_the_published_contract() {
+    let mut residents = demo_residents();
+    residents.push(resident("t-103", "Dev Patel", "5C", "past"));
+    let (mut gw, mut probe) = started(&residents, "approval_required").await;
+    let root = gw.root();
+    let list = probe
+        .request(&root, "installer-ivan", "suggestions/list", "{}")
+        .await;
+    let ids: Vec<String> = list["data"]["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let requests: Vec<(&str, String)> = vec![
+        ("suggestions/approve", json!({"transaction":"v1","ids":[ids[0], ids[1], "s999999"]}).to_string()),
+        ("suggestions/discard", json!({"transaction":"v2","ids":[ids[2]]}).to_string()),
+        ("suggestions/approve", json!({"transaction":"v3","ids":["s999998"]}).to_string()),
+        ("residents/list", "{}".into()),
+        ("residents/override", r#"{"transaction":"v4","resident_id":"t-101","status":"current"}"#.into()),
+        ("residents/override", r#"{"transaction":"v5","resident_id":"t-101","status":null}"#.into()),
+        ("units/list", "{}".into()),
+        ("units/set", r#"{"transaction":"v6","pms_unit":"9Z","doors":["unit-2a"]}"#.into()),
+        ("units/remove", r#"{"transaction":"v7","pms_unit":"9Z"}"#.into()),
+        ("keys/list", "{}".into()),
+        ("keys/set", r#"{"transaction":"v8","id":"bikes","name":"Bike room","doors":["garage"],"shareable":true}"#.into()),
+        ("keys/remove", r#"{"transaction":"v9","id":"bikes"}"#.into()),
+        ("keys/assign", r#"{"transaction":"v10","resident_id":"t-101","key":"garage"}"#.into()),
+        ("devices/list", "{}".into()),
+        ("devices/set_door", r#"{"transaction":"v11","door":"pool","device":"panel-amenities"}"#.into()),
+        ("credentials/enroll_card", r#"{"transaction":"v12","resident_id":"t-100","card":{"format":"raw","bit_len":34,"hex":"0123456780"}}"#.into()),
+        ("credentials/remove_card", r#"{"transaction":"v13","resident_id":"t-100","card":{"format":"raw","bit_len":34,"hex":"0123456780"}}"#.into()),
+        ("credentials/reveal_pin", r#"{"resident_id":"t-101"}"#.into()),
+        ("mode/set", r#"{"transaction":"v14","mode":"automatic"}"#.into()),
+        ("sync/plan", "{}".into()),
+        ("sync/now", r#"{"transaction":"v15"}"#.into()),
+        ("locks/pair", r#"{"transaction":"v16","device":"lock-4b"}"#.into()),
+        ("suggestions/approve", r#"{"transaction":"v17","ids":[]}"#.into()),
+        ("doors/open", r#"{"transaction":"v18"}"#.into()),
+    ];
+    for (command, body) in &requests {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let name = format!("request_{}", command.replace('/', "_"));
+        // The last two are bad on purpose; every other request is valid by the contract.
+        if !body.contains("v17") && !body.contains("v18") {
+            schemas::assert_valid(&name, &v);
+        }
+        let reply = probe.request(&root, "installer-ivan", command, body).await;
+        assert!(reply["status"].is_string(), "{command}: {reply}");
+    }
+    // Let the state after the last change arrive, then check everything seen.
+    probe
+        .request(&root, "installer-ivan", "suggestions/list", "{}")
+        .await;
+    probe.drain();
+    let mut checked = std::collections::BTreeMap::<String, usize>::new();
+    for s in &probe.seen {
+        if let Some(name) = schema_for(&root, s) {
+            schemas::assert_valid(&name, &s.json());
+            *checked.entry(name).or_default() += 1;
+        }
+    }
+    for must in [
+        "bridge_state",
+        "bridge_info",
+        "status_sync",
+        "status_pending",
+        "suggestion",
+        "event_suggestion_created",
+        "event_suggestion_decided",
+        "reply",
+        "reply_suggestions_approve",
+        "reply_sync_plan",
+        "reply_residents_list",
+        "reply_credentials_reveal_pin",
+    ] {
+        assert!(
+            checked.contains_key(must),
+            "nothing checked against {must}: {checked:?}"
+        );
+    }
     gw.stop().await;
 }

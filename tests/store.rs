@@ -254,6 +254,7 @@ fn k9_transition(n: u64) -> Transition {
             ),
         ],
         alerts: vec![],
+        reply: None,
     }
 }
 
@@ -1180,6 +1181,7 @@ fn a_transaction_and_its_audit_entries_are_written_together() {
             ),
         ],
         alerts: vec![],
+        reply: None,
     };
     let t2 = Transition {
         changes: vec![Change::ClearOverride {
@@ -1194,6 +1196,7 @@ fn a_transaction_and_its_audit_entries_are_written_together() {
             ts(200),
         )],
         alerts: vec![],
+        reply: None,
     };
     {
         let store = open(&path);
@@ -1283,6 +1286,7 @@ fn dirty(devices: &[&str]) -> Transition {
             .collect(),
         audit: vec![],
         alerts: vec![],
+        reply: None,
     }
 }
 

@@ -720,6 +720,26 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
                 });
             }
         }
+        if let Some(m) = &cfg.mqtt {
+            if let Some(name) = &m.password_file {
+                if let Err(e) = read_secret(&m.secrets_base, name) {
+                    errors.push(ConfigError {
+                        file: file.to_path_buf(),
+                        key: "mqtt.password_file".into(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            if let Some(ca) = &m.ca_file {
+                if !ca.is_file() {
+                    errors.push(ConfigError {
+                        file: file.to_path_buf(),
+                        key: "mqtt.ca_file".into(),
+                        reason: format!("{} does not exist", ca.display()),
+                    });
+                }
+            }
+        }
         if let Some(http) = cfg.pms.source.http() {
             if let Some(ca) = &http.ca_file {
                 if let Err(e) = crate::pms::http::Http::new(http) {

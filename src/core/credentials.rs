@@ -135,13 +135,13 @@ impl fmt::Display for Pin {
 /// Pick a PIN not in `taken`. Random (the caller passes the OS CSPRNG in production), so a
 /// code says nothing about its resident or its neighbours. `None` only if every code of the
 /// 524,880 is taken.
-pub fn allocate_pin(taken: &BTreeSet<&str>, rng: &mut impl Rng) -> Option<Pin> {
+pub fn allocate_pin(taken: impl Fn(&str) -> bool, rng: &mut impl Rng) -> Option<Pin> {
     for _ in 0..1000 {
         let s: String = (0..Pin::LEN)
             .map(|_| char::from(b'1' + rng.gen_range(0..9u8)))
             .collect();
         if let Some(p) = Pin::parse(&s) {
-            if !taken.contains(p.expose()) {
+            if !taken(p.expose()) {
                 return Some(p);
             }
         }
@@ -157,7 +157,7 @@ pub fn allocate_pin(taken: &BTreeSet<&str>, rng: &mut impl Rng) -> Option<Pin> {
             n /= 9;
         }
         let s = std::str::from_utf8(&s).expect("ascii digits");
-        Pin::parse(s).filter(|p| !taken.contains(p.expose()))
+        Pin::parse(s).filter(|p| !taken(p.expose()))
     })
 }
 
@@ -241,16 +241,25 @@ pub fn remove_card(
     Ok(b.finish())
 }
 
-/// Give a PIN to every resident who holds a key and has none yet. Codes are never reused,
-/// not even a former resident's.
+/// Give a PIN to every resident who has none yet, as they arrive from the PMS, so that a
+/// decision never waits on it. A PIN opens nothing until its resident holds a key; codes
+/// are never reused, not even a former resident's.
 pub fn assign_missing_pins(world: &World, rng: &mut impl Rng, now: Timestamp) -> Transition {
+    let missing: Vec<&ResidentId> = world
+        .residents
+        .keys()
+        .filter(|id| world.credentials.get(*id).is_none_or(|c| c.pin.is_none()))
+        .collect();
+    let mut b = TxBuilder::new(world, Actor::System, now);
+    if missing.is_empty() {
+        return b.finish();
+    }
     let mut taken: BTreeSet<String> = world
         .credentials
         .values()
         .filter_map(|c| c.pin.as_ref().map(|p| p.expose().to_string()))
         .collect();
-    let mut b = TxBuilder::new(world, Actor::System, now);
-    for resident_id in world.grants.keys() {
+    for resident_id in missing {
         let has = world
             .credentials
             .get(resident_id)
@@ -258,8 +267,7 @@ pub fn assign_missing_pins(world: &World, rng: &mut impl Rng, now: Timestamp) ->
         if has {
             continue;
         }
-        let set: BTreeSet<&str> = taken.iter().map(String::as_str).collect();
-        let Some(pin) = allocate_pin(&set, rng) else {
+        let Some(pin) = allocate_pin(|p| taken.contains(p), rng) else {
             b.alert(Alert::PinsExhausted);
             break;
         };
@@ -345,7 +353,7 @@ mod tests {
         let mut taken: Vec<String> = Vec::new();
         for _ in 0..2000 {
             let set: BTreeSet<&str> = taken.iter().map(String::as_str).collect();
-            let p = allocate_pin(&set, &mut rng).unwrap();
+            let p = allocate_pin(|c| set.contains(c), &mut rng).unwrap();
             assert!(Pin::parse(p.expose()).is_some());
             assert!(!set.contains(p.expose()));
             taken.push(p.expose().to_string());
@@ -373,6 +381,11 @@ mod tests {
             .filter(|s| *s != free)
             .collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        assert_eq!(allocate_pin(&taken, &mut rng).unwrap().expose(), free);
+        assert_eq!(
+            allocate_pin(|c| taken.contains(c), &mut rng)
+                .unwrap()
+                .expose(),
+            free
+        );
     }
 }

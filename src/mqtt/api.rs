@@ -119,10 +119,58 @@ pub enum StandingFilter {
     Unknown,
 }
 
+/// One page of a list: at most `limit` items with ids after `after`. Lists are paged so
+/// that a reply always fits in one MQTT packet, whatever the size of the building.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: usize,
+    pub after: Option<String>,
+}
+
+impl Page {
+    pub const DEFAULT: usize = 200;
+    pub const MAX: usize = 500;
+
+    fn new(limit: Option<usize>, after: Option<String>) -> Result<Page, ApiError> {
+        let limit = limit.unwrap_or(Page::DEFAULT);
+        if !(1..=Page::MAX).contains(&limit) {
+            return Err(ApiError::invalid(
+                "$.limit",
+                format!("limit must be 1 to {}", Page::MAX),
+            ));
+        }
+        Ok(Page { limit, after })
+    }
+
+    /// The page of `items` (sorted by id), and the cursor for the next page.
+    pub fn take<'a, T>(
+        &self,
+        items: impl Iterator<Item = (&'a String, T)>,
+    ) -> (Vec<T>, Option<String>) {
+        let mut out = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for (id, item) in items {
+            if self.after.as_ref().is_some_and(|a| id <= a) {
+                continue;
+            }
+            if out.len() == self.limit {
+                more = true;
+                break;
+            }
+            last = Some(id.clone());
+            out.push(item);
+        }
+        (out, if more { last } else { None })
+    }
+}
+
 /// A command with its arguments, checked.
 #[derive(Clone, Debug)]
 pub enum Command {
-    SuggestionsList,
+    SuggestionsList {
+        page: Page,
+    },
     SuggestionsApprove {
         ids: Vec<SuggestionId>,
     },
@@ -136,6 +184,7 @@ pub enum Command {
     SyncPlan,
     ResidentsList {
         standing: Option<StandingFilter>,
+        page: Page,
     },
     ResidentsOverride {
         resident_id: String,
@@ -188,7 +237,7 @@ impl Command {
     pub fn changes_state(&self) -> bool {
         !matches!(
             self,
-            Command::SuggestionsList
+            Command::SuggestionsList { .. }
                 | Command::SyncPlan
                 | Command::ResidentsList { .. }
                 | Command::UnitsList
@@ -307,10 +356,10 @@ macro_rules! args {
 }
 
 args!(NoArgs {});
-args!(ListArgs { state: Option<ListState> });
+args!(ListArgs { state: Option<ListState>, limit: Option<usize>, after: Option<String> });
 args!(IdsArgs { ids: Vec<SuggestionId> });
 args!(ModeArgs { mode: Mode });
-args!(ResidentsArgs { standing: Option<StandingFilter> });
+args!(ResidentsArgs { standing: Option<StandingFilter>, limit: Option<usize>, after: Option<String> });
 args!(OverrideArgs { resident_id: String, status: Option<OverrideStatus> });
 args!(UnitArgs { pms_unit: String, doors: Vec<String> });
 args!(UnitIdArgs { pms_unit: String });
@@ -470,8 +519,10 @@ fn non_empty(path: &str, v: String) -> Result<String, ApiError> {
 fn command(name: &str, v: Value) -> Result<Command, ApiError> {
     Ok(match name {
         "suggestions/list" => {
-            let _a: ListArgs = typed(v)?;
-            Command::SuggestionsList
+            let a: ListArgs = typed(v)?;
+            Command::SuggestionsList {
+                page: Page::new(a.limit, a.after)?,
+            }
         }
         "suggestions/approve" => Command::SuggestionsApprove {
             ids: ids(typed::<IdsArgs>(v)?.ids)?,
@@ -490,9 +541,13 @@ fn command(name: &str, v: Value) -> Result<Command, ApiError> {
             let _a: NoArgs = typed(v)?;
             Command::SyncPlan
         }
-        "residents/list" => Command::ResidentsList {
-            standing: typed::<ResidentsArgs>(v)?.standing,
-        },
+        "residents/list" => {
+            let a: ResidentsArgs = typed(v)?;
+            Command::ResidentsList {
+                standing: a.standing,
+                page: Page::new(a.limit, a.after)?,
+            }
+        }
         "residents/override" => {
             let a: OverrideArgs = typed(v)?;
             Command::ResidentsOverride {
@@ -737,6 +792,12 @@ mod tests {
     #[test]
     fn reads_need_no_transaction_but_writes_do() {
         assert!(parse("suggestions/list", "{}").is_ok());
+        assert_eq!(
+            parse("suggestions/list", r#"{"limit":0}"#)
+                .unwrap_err()
+                .details["path"],
+            "$.limit"
+        );
         assert!(parse("residents/list", r#"{"standing":"current"}"#).is_ok());
         assert_eq!(
             parse("sync/now", "{}").unwrap_err().code,

@@ -16,7 +16,7 @@ use super::api::{self, Flags, Reply, Topics};
 use super::service::{suggestion_json, Api};
 use super::MqttError;
 use crate::config::{Config, MqttConfig};
-use crate::core::{Alert, SuggestionId, Timestamp};
+use crate::core::{Alert, Suggestion, SuggestionId, Timestamp};
 use crate::events::Event as DeviceEvent;
 use crate::gateway::wall_clock;
 
@@ -37,7 +37,7 @@ pub struct Inputs {
 enum Conn {
     Up,
     Down,
-    Message(Publish),
+    Message(Box<Publish>),
 }
 
 pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
@@ -48,6 +48,11 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttErr
     o.set_max_packet_size(Some(MAX_PACKET));
     o.set_receive_maximum(Some(RECEIVE_MAXIMUM));
     o.set_manual_acks(true);
+    // Requests and replies are small packets: without TCP_NODELAY, Nagle plus delayed ACKs
+    // add tens of milliseconds to each round trip.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
     o.set_request_channel_capacity(4096);
     o.set_last_will(LastWill::new(
         topics.at("bridge/state"),
@@ -140,7 +145,7 @@ async fn poll_loop(mut ev: EventLoop, tx: mpsc::Sender<Conn>, shutdown: Cancella
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 // Bounded by the receive maximum, so this never fills; if it did, the
                 // request stays unacknowledged and the broker sends it again.
-                if tx.try_send(Conn::Message(p)).is_err() {
+                if tx.try_send(Conn::Message(Box::new(p))).is_err() {
                     tracing::warn!("request queue full; the broker will redeliver");
                 }
             }
@@ -186,8 +191,12 @@ pub async fn run(
             .then(|| super::ha::Discovery::new(m, &cfg.site.id)),
         suggestions: BTreeMap::new(),
         status: BTreeMap::new(),
+        announced: BTreeSet::new(),
+        out: Vec::new(),
+        full: true,
         connected: false,
     };
+    let (mut events_open, mut alerts_open) = (true, true);
     let mut changed = match &inputs.api.gw {
         Some(gw) => Some(gw.lock().await.subscribe()),
         None => None,
@@ -202,10 +211,11 @@ pub async fn run(
                     // live delivery, and a retained request could not be told apart.
                     let mut requests = Filter::new(topics.requests_filter(), QoS::AtLeastOnce);
                     requests.preserve_retain = true;
-                    let filters = vec![
-                        requests,
-                        Filter::new(topics.at("suggestions/+"), QoS::AtLeastOnce),
-                    ];
+                    // Only to find retained suggestions left by an earlier run; no-local so
+                    // our own publishes do not come back.
+                    let mut stale = Filter::new(topics.at("suggestions/+"), QoS::AtLeastOnce);
+                    stale.nolocal = true;
+                    let filters = vec![requests, stale];
                     if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::error!(error = %e, "cannot subscribe");
                     }
@@ -213,26 +223,33 @@ pub async fn run(
                 }
                 Some(Conn::Down) => p.connected = false,
                 Some(Conn::Message(msg)) => {
-                    handle_message(&client, &topics, &inputs.api, &mut p, msg).await;
+                    handle_message(&client, &topics, &inputs.api, &mut p, *msg).await;
                 }
                 None => break,
             },
-            _ = async { match changed.as_mut() { Some(c) => { let _ = c.changed().await; } None => std::future::pending().await } } => {
-                p.sync_state(&inputs.api).await;
+            alive = async { match changed.as_mut() { Some(c) => c.changed().await.is_ok(), None => std::future::pending().await } } => {
+                if alive {
+                    p.sync_state(&inputs.api).await;
+                } else {
+                    changed = None;
+                }
             }
-            ev = inputs.device_events.recv() => match ev {
+            ev = inputs.device_events.recv(), if events_open => match ev {
                 Ok(ev) => p.device_event(&inputs.api, ev),
                 Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(lost = n, "device events dropped"),
-                Err(broadcast::error::RecvError::Closed) => {}
+                // No writer left: stop listening rather than spin on a closed channel.
+                Err(broadcast::error::RecvError::Closed) => events_open = false,
             },
-            a = inputs.alerts.recv() => match a {
+            a = inputs.alerts.recv(), if alerts_open => match a {
                 Ok((alert, at)) => p.alert(&alert, at),
                 Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(lost = n, "alerts dropped"),
-                Err(broadcast::error::RecvError::Closed) => {}
+                Err(broadcast::error::RecvError::Closed) => alerts_open = false,
             },
         }
+        p.flush(&shutdown).await;
     }
     p.retained("bridge/state", json!({"state": "offline"}));
+    p.flush(&CancellationToken::new()).await;
     let _ = client.try_disconnect();
     let _ = poller.await;
     Ok(())
@@ -268,8 +285,15 @@ async fn handle_message(
     ) {
         Ok(None) => None,
         Ok(Some(req)) => {
+            let started = std::time::Instant::now();
             let body = api.handle(&req, now).await;
-            tracing::info!(actor = %req.actor, command = %req.command_name, transaction = req.transaction.as_deref().unwrap_or("-"), "request answered");
+            tracing::info!(
+                actor = %req.actor,
+                command = %req.command_name,
+                transaction = req.transaction.as_deref().unwrap_or("-"),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "request answered"
+            );
             Some((req.actor, req.command_name, body))
         }
         Err(e) => topics.parse_request_topic(&topic).map(|(actor, command)| {
@@ -278,7 +302,20 @@ async fn handle_message(
             (actor.to_string(), command.to_string(), body)
         }),
     };
-    if let Some((actor, command, body)) = reply {
+    if let Some((actor, command, mut body)) = reply {
+        if body.len() > MAX_PACKET as usize - 4096 {
+            // Lists are paged, so this is a bug, but the asker still gets an answer.
+            body = Reply::error(
+                &command,
+                api::transaction_of(&msg.payload),
+                api::ApiError::new(
+                    "internal",
+                    "the reply is too large for one MQTT packet; ask for fewer items (limit)",
+                    json!({ "bytes": body.len() }),
+                ),
+            )
+            .to_json();
+        }
         let out = PublishProperties {
             correlation_data: props.correlation_data.clone(),
             content_type: Some("application/json".into()),
@@ -343,19 +380,35 @@ struct Publisher {
     info: Value,
     ha: Option<super::ha::Discovery>,
     /// Each retained suggestion as last published.
-    suggestions: BTreeMap<SuggestionId, String>,
+    suggestions: BTreeMap<SuggestionId, Suggestion>,
     /// Other retained topics as last published (topic suffix → payload).
     status: BTreeMap<String, String>,
+    /// Suggestions announced on `events/suggestion_created` (once each, not per reconnect).
+    announced: BTreeSet<SuggestionId>,
+    /// Publishes decided but not yet handed to the client: `(topic, retain, payload)`.
+    out: Vec<(String, bool, String)>,
+    /// The next look compares every suggestion (after a reconnect).
+    full: bool,
     connected: bool,
 }
 
 impl Publisher {
-    fn publish(&self, suffix: &str, retain: bool, payload: String) {
-        if let Err(e) =
-            self.client
-                .try_publish(self.topics.at(suffix), QoS::AtLeastOnce, retain, payload)
-        {
-            tracing::warn!(topic = suffix, error = %e, "could not queue a publish");
+    fn publish(&mut self, suffix: &str, retain: bool, payload: String) {
+        self.out.push((self.topics.at(suffix), retain, payload));
+    }
+
+    /// Hand queued publishes to the client, waiting while its queue is full (a sync can
+    /// create thousands of suggestions). Never called with the gateway locked.
+    async fn flush(&mut self, shutdown: &CancellationToken) {
+        for (topic, retain, payload) in std::mem::take(&mut self.out) {
+            tokio::select! {
+                r = self.client.publish(topic, QoS::AtLeastOnce, retain, payload) => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "could not queue a publish");
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 
@@ -368,7 +421,7 @@ impl Publisher {
         self.status.insert(suffix.to_string(), payload);
     }
 
-    fn event(&self, kind: &str, v: Value) {
+    fn event(&mut self, kind: &str, v: Value) {
         self.publish(&format!("events/{kind}"), false, v.to_string());
     }
 
@@ -387,6 +440,7 @@ impl Publisher {
                     .try_publish(topic, QoS::AtLeastOnce, true, payload);
             }
         }
+        self.full = true;
         self.sync_state(api).await;
         for id in old {
             if !self.suggestions.contains_key(&id) {
@@ -413,43 +467,61 @@ impl Publisher {
             );
             return;
         };
-        let g = gw.lock().await;
+        let mut g = gw.lock().await;
+        let touched = g.take_touched();
+        let full = touched.all || self.full;
+        self.full = false;
         let world = g.world();
         let mut info = self.info.clone();
         info["mode"] = json!(world.settings.mode.as_str());
         self.retained("bridge/info", info);
-        let now_pending: BTreeSet<&SuggestionId> = world.pending.keys().collect();
-        let gone: Vec<SuggestionId> = self
-            .suggestions
-            .keys()
-            .filter(|id| !now_pending.contains(id))
-            .cloned()
-            .collect();
-        for id in gone {
-            self.suggestions.remove(&id);
-            self.clear_suggestion(&id);
-            if let Ok(Some(s)) = g.store().suggestion(&id) {
-                self.event(
-                    "suggestion_decided",
-                    json!({"type": "suggestion_decided", "id": id, "state": s.display_state(),
-                           "actor": s.decided_by.map(|a| a.to_string()),
-                           "at": s.decided_at.unwrap_or_else(wall_clock)}),
-                );
+        // Only the suggestions written since the last look, unless everything may have
+        // changed: with thousands pending, walking them all on every request costs more
+        // than the request.
+        let candidates: Vec<SuggestionId> = if full {
+            self.suggestions
+                .keys()
+                .chain(world.pending.keys())
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        } else {
+            touched.suggestions.into_iter().collect()
+        };
+        for id in candidates {
+            match world.pending.get(&id) {
+                Some(s) => {
+                    let known = self.suggestions.get(&id);
+                    if known == Some(s) {
+                        continue;
+                    }
+                    let v = suggestion_json(world, s);
+                    if self.announced.insert(id.clone()) {
+                        self.event(
+                            "suggestion_created",
+                            json!({"type": "suggestion_created", "suggestion": v}),
+                        );
+                    }
+                    self.publish(&format!("suggestions/{id}"), true, v.to_string());
+                    self.suggestions.insert(id, s.clone());
+                }
+                None => {
+                    if self.suggestions.remove(&id).is_none() {
+                        continue; // decided before it was ever published
+                    }
+                    self.announced.remove(&id);
+                    self.clear_suggestion(&id);
+                    if let Ok(Some(s)) = g.store().suggestion(&id) {
+                        self.event(
+                            "suggestion_decided",
+                            json!({"type": "suggestion_decided", "id": id, "state": s.display_state(),
+                                   "actor": s.decided_by.map(|a| a.to_string()),
+                                   "at": s.decided_at.unwrap_or_else(wall_clock)}),
+                        );
+                    }
+                }
             }
-        }
-        for s in world.pending.values() {
-            let v = suggestion_json(world, s);
-            let payload = v.to_string();
-            match self.suggestions.get(&s.id) {
-                Some(p) if p == &payload => continue,
-                None => self.event(
-                    "suggestion_created",
-                    json!({"type": "suggestion_created", "suggestion": v}),
-                ),
-                Some(_) => {}
-            }
-            self.publish(&format!("suggestions/{}", s.id), true, payload.clone());
-            self.suggestions.insert(s.id.clone(), payload);
         }
         let oldest = world.pending.values().map(|s| s.created_at).min();
         self.retained(
@@ -485,7 +557,7 @@ impl Publisher {
         self.event(ev.kind(), json!(ev));
     }
 
-    fn alert(&self, alert: &Alert, at: Timestamp) {
+    fn alert(&mut self, alert: &Alert, at: Timestamp) {
         match alert {
             Alert::GuardTripped {
                 would_revoke,

@@ -236,13 +236,15 @@ impl Api {
         let ok = |data: Value| Reply::ok(&req.command_name, req.transaction.clone(), data);
         let change = |t: Transition, data: Value| Ok(Outcome::Change(t, ok(data)));
         match &req.command {
-            Command::SuggestionsList => {
-                let list: Vec<Value> = world
-                    .pending
-                    .values()
+            Command::SuggestionsList { page } => {
+                let (list, next) = page.take(world.pending.iter());
+                let list: Vec<Value> = list
+                    .into_iter()
                     .map(|s| suggestion_json(world, s))
                     .collect();
-                Ok(Outcome::Read(ok(json!({ "suggestions": list }))))
+                Ok(Outcome::Read(ok(
+                    json!({ "suggestions": list, "total": world.pending.len(), "next": next }),
+                )))
             }
             Command::SuggestionsApprove { ids } | Command::SuggestionsDiscard { ids } => {
                 let decided = g
@@ -282,11 +284,11 @@ impl Api {
             // The sync itself runs in the sync loop; the trigger fires after the reply is
             // stored, so a replayed request does not sync twice.
             Command::SyncNow => change(Transition::default(), json!({ "requested": true })),
-            Command::ResidentsList { standing } => {
-                let list: Vec<Value> = world
+            Command::ResidentsList { standing, page } => {
+                let matching: Vec<(&String, &core::Resident)> = world
                     .residents
-                    .values()
-                    .filter(|r| {
+                    .iter()
+                    .filter(|(_, r)| {
                         standing.is_none_or(|f| {
                             standing_str(r.basis.standing)
                                 == match f {
@@ -298,6 +300,11 @@ impl Api {
                                 }
                         })
                     })
+                    .collect();
+                let total = matching.len();
+                let (page_items, next) = page.take(matching.into_iter());
+                let list: Vec<Value> = page_items
+                    .into_iter()
                     .map(|r| {
                         let creds = world.credentials.get(&r.id);
                         json!({
@@ -315,7 +322,9 @@ impl Api {
                         })
                     })
                     .collect();
-                Ok(Outcome::Read(ok(json!({ "residents": list }))))
+                Ok(Outcome::Read(ok(
+                    json!({ "residents": list, "total": total, "next": next }),
+                )))
             }
             Command::ResidentsOverride {
                 resident_id,

@@ -67,13 +67,22 @@ impl TestGateway {
         port: u16,
         extra_mqtt: &str,
     ) -> TestGateway {
-        let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(
-            root.join("config/demo/site.toml"),
-            dir.path().join("site.toml"),
-        )
-        .unwrap();
+        let site = std::fs::read_to_string(root.join("config/demo/site.toml")).unwrap();
+        Self::start_with_site(residents, mode, host, port, extra_mqtt, &site).await
+    }
+
+    /// Start with site data of the test's own (a site file's text).
+    pub async fn start_with_site(
+        residents: &[Value],
+        mode: &str,
+        host: &str,
+        port: u16,
+        extra_mqtt: &str,
+        site_toml: &str,
+    ) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("site.toml"), site_toml).unwrap();
         write_roster(dir.path(), residents);
         let base = unique("lgtest");
         let site = "maple-court".to_string();
@@ -166,6 +175,9 @@ impl Probe {
     pub async fn connect(host: &str, port: u16, user: Option<(&str, &str)>, filter: &str) -> Probe {
         let mut o = MqttOptions::new(unique("probe"), host, port);
         o.set_keep_alive(Duration::from_secs(30));
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        o.set_network_options(net);
         o.set_max_packet_size(Some(1 << 20));
         if let Some((u, p)) = user {
             o.set_credentials(u, p);
@@ -223,10 +235,19 @@ impl Probe {
 
     /// Wait (up to 10 s) for a message that satisfies `f`; earlier ones are kept in `seen`.
     pub async fn wait_for(&mut self, what: &str, f: impl Fn(&Seen) -> bool) -> Seen {
+        self.wait_for_within(what, Duration::from_secs(10), f).await
+    }
+
+    pub async fn wait_for_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        f: impl Fn(&Seen) -> bool,
+    ) -> Seen {
         if let Some(s) = self.seen.iter().find(|s| f(s)) {
             return s.clone();
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let s = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
@@ -333,7 +354,7 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_packet_size 1048576\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_packet_size 1048576\nset_tcp_nodelay true\n",
                 self.port,
                 self.dir.path().display()
             ),
