@@ -28,6 +28,27 @@ pub enum DaemonError {
     Source(#[from] pms::PmsError),
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+}
+
+/// `locks/pair` over MQTT, through the lock driver.
+struct LockPairer {
+    nuki: crate::config::nuki::NukiConfig,
+    outbox: crate::outbox::Outbox,
+}
+
+impl crate::mqtt::LockPairing for LockPairer {
+    fn pair<'a>(
+        &'a self,
+        device: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            crate::lock::pair_lock(&self.nuki, device, &self.outbox)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Backoff after `failures` consecutive failed syncs: 10 s doubling, capped at `cap`, with
@@ -145,11 +166,30 @@ pub async fn run_with_trigger(
     let source = pms::from_config(&cfg)?;
     let tasks = tokio_util::task::TaskTracker::new();
     let stop_tasks = shutdown.child_token();
+    let events = crate::events::channel();
+    // Device writers run only on a healthy store: a quarantined one grants and revokes
+    // nothing, and an empty rebuilt one must not wipe the doors.
+    let outbox = match &gateway {
+        Some(gw) if !cfg.nuki.locks.is_empty() => {
+            let sealer = crate::seal::Sealer::load_or_create(&cfg.store.key_file)?;
+            Some(crate::outbox::Outbox::new(gw.clone(), events.clone(), sealer, cfg.site.timezone).await)
+        }
+        _ => None,
+    };
+    if let Some(outbox) = &outbox {
+        if !cfg.nuki.locks.is_empty() {
+            tracing::info!(locks = cfg.nuki.locks.len(), "lock writers starting");
+            tasks.spawn(crate::lock::run_locks(
+                cfg.nuki.clone(),
+                outbox.clone(),
+                stop_tasks.clone(),
+            ));
+        }
+    }
     if let Some(m) = &cfg.mqtt {
         if m.embedded {
             crate::mqtt::broker::start(&m.url)?;
         }
-        let events = crate::events::channel();
         let alerts = match &gateway {
             Some(g) => g.lock().await.subscribe_alerts(),
             None => tokio::sync::broadcast::channel(1).1,
@@ -159,7 +199,12 @@ pub async fn run_with_trigger(
             trigger: trigger.clone(),
             planner: Some(Arc::from(pms::from_config(&cfg)?)),
             devices: Default::default(),
-            pairing: None,
+            pairing: outbox.as_ref().map(|o| {
+                Arc::new(LockPairer {
+                    nuki: cfg.nuki.clone(),
+                    outbox: o.clone(),
+                }) as Arc<dyn crate::mqtt::LockPairing>
+            }),
         };
         let inputs = crate::mqtt::Inputs {
             api,

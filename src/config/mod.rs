@@ -706,8 +706,24 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
                 key: "site.site_file".into(),
                 reason: format!("site file {} does not exist", sf.display()),
             });
-        } else if let Err(e) = load_site(sf) {
-            errors.extend(e.0);
+        } else {
+            match load_site(sf) {
+                Err(e) => errors.extend(e.0),
+                // Devices named in [nuki] must be devices of the site.
+                Ok(site) => {
+                    if let Ok(cfg) = &parsed {
+                        let devices: Vec<&str> =
+                            site.doors.iter().filter_map(|d| d.device.as_deref()).collect();
+                        for (key, reason) in cfg.nuki.check_devices(devices.iter().copied()) {
+                            errors.push(ConfigError {
+                                file: file.to_path_buf(),
+                                key,
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
         }
     }
     if let Ok(cfg) = &parsed {

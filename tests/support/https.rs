@@ -146,6 +146,8 @@ pub struct Pki {
     pub ca_pem: String,
     pub cert_der: Vec<u8>,
     pub key_der: Vec<u8>,
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 pub fn make_pki() -> Pki {
@@ -166,6 +168,8 @@ pub fn make_pki() -> Pki {
         ca_pem: ca_cert.pem(),
         cert_der: leaf.der().to_vec(),
         key_der: leaf_key.serialize_der(),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
     }
 }
 

@@ -81,6 +81,21 @@ impl TestGateway {
         extra_mqtt: &str,
         site_toml: &str,
     ) -> TestGateway {
+        let mut gw = Self::prepare(residents, mode, host, port, extra_mqtt, site_toml);
+        gw.run();
+        gw
+    }
+
+    /// Write the config, site and roster without starting: a test can add files (or edit
+    /// the config) before [`TestGateway::run`].
+    pub fn prepare(
+        residents: &[Value],
+        mode: &str,
+        host: &str,
+        port: u16,
+        extra_mqtt: &str,
+        site_toml: &str,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("site.toml"), site_toml).unwrap();
         write_roster(dir.path(), residents);
@@ -93,7 +108,7 @@ impl TestGateway {
              [mqtt]\nurl = \"mqtt://{host}:{port}\"\nbase_topic = \"{base}\"\nclient_id = \"{base}-gw\"\nhome_assistant = false\n{extra_mqtt}"
         );
         std::fs::write(dir.path().join("leasegate.toml"), cfg).unwrap();
-        let mut gw = TestGateway {
+        TestGateway {
             dir,
             base,
             site,
@@ -101,9 +116,7 @@ impl TestGateway {
             handle: None,
             host: host.to_string(),
             port,
-        };
-        gw.run();
-        gw
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -173,7 +186,45 @@ pub struct Probe {
 
 impl Probe {
     pub async fn connect(host: &str, port: u16, user: Option<(&str, &str)>, filter: &str) -> Probe {
+        Self::connect_with(host, port, user, filter, None).await
+    }
+
+    /// Over TLS, trusting only `ca_pem`.
+    pub async fn connect_tls(
+        host: &str,
+        port: u16,
+        user: Option<(&str, &str)>,
+        filter: &str,
+        ca_pem: &str,
+    ) -> Probe {
+        Self::connect_with(host, port, user, filter, Some(ca_pem)).await
+    }
+
+    async fn connect_with(
+        host: &str,
+        port: u16,
+        user: Option<(&str, &str)>,
+        filter: &str,
+        ca_pem: Option<&str>,
+    ) -> Probe {
         let mut o = MqttOptions::new(unique("probe"), host, port);
+        if let Some(ca) = ca_pem {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+                std::sync::Arc::new(tls),
+            )));
+        }
         o.set_keep_alive(Duration::from_secs(30));
         let mut net = rumqttc::NetworkOptions::new();
         net.set_tcp_nodelay(true);
@@ -329,20 +380,41 @@ pub struct Mosquitto {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Replaces the default config (a plain anonymous listener): given the port and the
+    /// broker's folder, the whole mosquitto.conf.
+    conf: Option<Box<dyn Fn(u16, &Path) -> String + Send>>,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Self::launch(|_| {}, None)
+    }
+
+    /// Start with a config of the test's own: `prepare` writes the files it names into the
+    /// broker's folder, `conf` gives the whole mosquitto.conf for a port and that folder.
+    pub fn start_with(
+        prepare: impl FnOnce(&Path),
+        conf: impl Fn(u16, &Path) -> String + Send + 'static,
+    ) -> Mosquitto {
+        Self::launch(prepare, Some(Box::new(conf)))
+    }
+
+    fn launch(
+        prepare: impl FnOnce(&Path),
+        conf: Option<Box<dyn Fn(u16, &Path) -> String + Send>>,
+    ) -> Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
         let mut m = Mosquitto {
             port,
             dir,
             child: None,
+            conf,
         };
         m.restart();
         m
@@ -351,15 +423,15 @@ impl Mosquitto {
     /// Start (again) on the same port and persistence file.
     pub fn restart(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
+        let text = match &self.conf {
+            Some(f) => f(self.port, self.dir.path()),
+            None => format!(
                 "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_packet_size 1048576\nset_tcp_nodelay true\n",
                 self.port,
                 self.dir.path().display()
             ),
-        )
-        .unwrap();
+        };
+        std::fs::write(&conf, text).unwrap();
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| Path::new(p).exists())
