@@ -375,6 +375,9 @@ impl Drop for Probe {
     }
 }
 
+/// Makes a whole mosquitto.conf from the port and the broker's folder.
+type ConfFn = Box<dyn Fn(u16, &Path) -> String + Send>;
+
 /// A private Mosquitto on a free port, for tests that stop and start a broker.
 pub struct Mosquitto {
     pub port: u16,
@@ -382,7 +385,7 @@ pub struct Mosquitto {
     child: Option<Child>,
     /// Replaces the default config (a plain anonymous listener): given the port and the
     /// broker's folder, the whole mosquitto.conf.
-    conf: Option<Box<dyn Fn(u16, &Path) -> String + Send>>,
+    conf: Option<ConfFn>,
 }
 
 impl Mosquitto {
@@ -401,7 +404,7 @@ impl Mosquitto {
 
     fn launch(
         prepare: impl FnOnce(&Path),
-        conf: Option<Box<dyn Fn(u16, &Path) -> String + Send>>,
+        conf: Option<ConfFn>,
     ) -> Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
