@@ -172,7 +172,10 @@ pub async fn run_with_trigger(
     let outbox = match &gateway {
         Some(gw) if !cfg.nuki.locks.is_empty() => {
             let sealer = crate::seal::Sealer::load_or_create(&cfg.store.key_file)?;
-            Some(crate::outbox::Outbox::new(gw.clone(), events.clone(), sealer, cfg.site.timezone).await)
+            Some(
+                crate::outbox::Outbox::new(gw.clone(), events.clone(), sealer, cfg.site.timezone)
+                    .await,
+            )
         }
         _ => None,
     };

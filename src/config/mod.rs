@@ -712,8 +712,11 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
                 // Devices named in [nuki] must be devices of the site.
                 Ok(site) => {
                     if let Ok(cfg) = &parsed {
-                        let devices: Vec<&str> =
-                            site.doors.iter().filter_map(|d| d.device.as_deref()).collect();
+                        let devices: Vec<&str> = site
+                            .doors
+                            .iter()
+                            .filter_map(|d| d.device.as_deref())
+                            .collect();
                         for (key, reason) in cfg.nuki.check_devices(devices.iter().copied()) {
                             errors.push(ConfigError {
                                 file: file.to_path_buf(),

@@ -402,10 +402,7 @@ impl Mosquitto {
         Self::launch(prepare, Some(Box::new(conf)))
     }
 
-    fn launch(
-        prepare: impl FnOnce(&Path),
-        conf: Option<ConfFn>,
-    ) -> Mosquitto {
+    fn launch(prepare: impl FnOnce(&Path), conf: Option<ConfFn>) -> Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
