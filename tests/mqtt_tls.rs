@@ -46,37 +46,42 @@ fn tls_broker() -> (Mosquitto, String) {
     (broker, ca)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_connects_over_tls_with_a_password_from_a_file() {
-    let (broker, ca) = tls_broker();
-    let residents = [resident("t-100", "Ana Diaz", "4B", "current")];
+/// A gateway that connects to `broker` over TLS as `gateway` with `password` (from a file),
+/// and a TLS probe (user `probe`) on its topics.
+async fn tls_gateway(broker: &Mosquitto, ca: &str, password: &str) -> (TestGateway, Probe) {
     let site = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/site.toml"),
     )
     .unwrap();
     let mut gw = TestGateway::prepare(
-        &residents,
+        &[resident("t-100", "Ana Diaz", "4B", "current")],
         "approval_required",
         "localhost",
         broker.port,
         "ca_file = \"broker-ca.pem\"\nusername = \"gateway\"\npassword_file = \"mqtt-password\"\n",
         &site,
     );
-    std::fs::write(gw.dir.path().join("broker-ca.pem"), &ca).unwrap();
-    std::fs::write(gw.dir.path().join("mqtt-password"), "gw-secret-1\n").unwrap();
+    std::fs::write(gw.dir.path().join("broker-ca.pem"), ca).unwrap();
+    std::fs::write(gw.dir.path().join("mqtt-password"), format!("{password}\n")).unwrap();
     let cfg = std::fs::read_to_string(gw.config_path()).unwrap();
     std::fs::write(gw.config_path(), cfg.replace("mqtt://", "mqtts://")).unwrap();
     gw.run();
-
-    // A TLS client that trusts the same CA sees the gateway's retained state.
-    let mut probe = Probe::connect_tls(
+    let probe = Probe::connect_tls(
         "localhost",
         broker.port,
         Some(("probe", "probe-secret")),
         &format!("{}/#", gw.root()),
-        &ca,
+        ca,
     )
     .await;
+    (gw, probe)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_connects_over_tls_with_a_password_from_a_file() {
+    let (broker, ca) = tls_broker();
+    let (mut gw, mut probe) = tls_gateway(&broker, &ca, "gw-secret-1").await;
+    // A TLS client that trusts the same CA sees the gateway's retained state.
     probe
         .wait_for("online over TLS", |s| {
             s.topic.ends_with("/bridge/state") && s.json()["state"] == "online"
@@ -92,31 +97,7 @@ async fn the_gateway_connects_over_tls_with_a_password_from_a_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_keeps_the_gateway_retrying_and_never_online() {
     let (broker, ca) = tls_broker();
-    let site = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/site.toml"),
-    )
-    .unwrap();
-    let mut gw = TestGateway::prepare(
-        &[resident("t-100", "Ana Diaz", "4B", "current")],
-        "approval_required",
-        "localhost",
-        broker.port,
-        "ca_file = \"broker-ca.pem\"\nusername = \"gateway\"\npassword_file = \"mqtt-password\"\n",
-        &site,
-    );
-    std::fs::write(gw.dir.path().join("broker-ca.pem"), &ca).unwrap();
-    std::fs::write(gw.dir.path().join("mqtt-password"), "not-it\n").unwrap();
-    let cfg = std::fs::read_to_string(gw.config_path()).unwrap();
-    std::fs::write(gw.config_path(), cfg.replace("mqtt://", "mqtts://")).unwrap();
-    gw.run();
-    let mut probe = Probe::connect_tls(
-        "localhost",
-        broker.port,
-        Some(("probe", "probe-secret")),
-        &format!("{}/#", gw.root()),
-        &ca,
-    )
-    .await;
+    let (mut gw, mut probe) = tls_gateway(&broker, &ca, "not-it").await;
     // Its own last will is never published either: it never connected. A marker shows
     // the probe would have seen anything published before it.
     probe.publish(&gw.topic("marker"), "{}").await;
