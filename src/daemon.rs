@@ -170,7 +170,7 @@ pub async fn run_with_trigger(
     // Device writers run only on a healthy store: a quarantined one grants and revokes
     // nothing, and an empty rebuilt one must not wipe the doors.
     let outbox = match &gateway {
-        Some(gw) if !cfg.nuki.locks.is_empty() => {
+        Some(gw) if !cfg.nuki.locks.is_empty() || !cfg.osdp.buses.is_empty() => {
             let sealer = crate::seal::Sealer::load_or_create(&cfg.store.key_file)?;
             Some(
                 crate::outbox::Outbox::new(gw.clone(), events.clone(), sealer, cfg.site.timezone)
@@ -180,6 +180,14 @@ pub async fn run_with_trigger(
         _ => None,
     };
     if let Some(outbox) = &outbox {
+        if !cfg.osdp.buses.is_empty() {
+            tracing::info!(buses = cfg.osdp.buses.len(), "panel writers starting");
+            tasks.spawn(crate::panel::run(
+                cfg.osdp.clone(),
+                outbox.clone(),
+                stop_tasks.clone(),
+            ));
+        }
         if !cfg.nuki.locks.is_empty() {
             tracing::info!(locks = cfg.nuki.locks.len(), "lock writers starting");
             tasks.spawn(crate::lock::run_locks(

@@ -717,7 +717,12 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
                             .iter()
                             .filter_map(|d| d.device.as_deref())
                             .collect();
-                        for (key, reason) in cfg.nuki.check_devices(devices.iter().copied()) {
+                        let problems = cfg
+                            .nuki
+                            .check_devices(devices.iter().copied())
+                            .into_iter()
+                            .chain(cfg.osdp.check_devices(devices.iter().copied()));
+                        for (key, reason) in problems {
                             errors.push(ConfigError {
                                 file: file.to_path_buf(),
                                 key,
