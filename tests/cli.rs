@@ -50,7 +50,16 @@ impl Deployment {
         for name in ["leasegate.toml", "site.toml", "roster.json"] {
             std::fs::copy(demo.join(name), dir.path().join(name)).unwrap();
         }
-        Deployment { dir }
+        let d = Deployment { dir };
+        // The demo's embedded broker, moved to a port of this test's own: tests run in
+        // parallel, and a demo may be running on the machine.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        d.edit_config("127.0.0.1:1884", &format!("127.0.0.1:{port}"));
+        d
     }
 
     fn automatic() -> Deployment {
