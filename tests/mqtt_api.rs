@@ -355,13 +355,24 @@ async fn a_pin_is_revealed_only_in_the_askers_reply_and_never_retained() {
             s.topic
         );
     }
-    // Someone without a key has no PIN.
-    let none = probe
+    // Every resident has a PIN from the start (it opens nothing until they hold a key);
+    // someone unknown has none.
+    let ben = probe
         .request(
             &root,
             "manager-ann",
             "credentials/reveal_pin",
             r#"{"resident_id":"t-101"}"#,
+        )
+        .await;
+    assert_eq!(ben["status"], "ok", "{ben}");
+    assert_ne!(ben["data"]["pin"], reply["data"]["pin"], "PINs are unique");
+    let none = probe
+        .request(
+            &root,
+            "manager-ann",
+            "credentials/reveal_pin",
+            r#"{"resident_id":"t-999"}"#,
         )
         .await;
     assert_eq!(none["error"]["code"], "not_found");
