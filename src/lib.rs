@@ -11,9 +11,20 @@
 //! - [`pms`]: roster sources behind the [`pms::RosterSource`] trait: the `file` source and
 //!   the Buildium, Entrata and Rent Manager adapters, over the shared HTTPS transport in
 //!   [`pms::http`]. Adapters translate; all-or-nothing paging lives in [`pms::expect_page`].
-//! - [`gateway`]: the service that joins a store and the rules: sync, plan, decisions.
-//! - [`daemon`]: `run(config, shutdown)`: the long-running gateway and its sync loop
-//!   (complete and incremental fetches, backoff, a "sync now" trigger, watchdog).
+//! - [`gateway`]: the service that joins a store and the rules: sync, plan, decisions. It
+//!   says when it changed (a watch), which suggestions a commit touched, and its alerts.
+//! - [`mqtt`]: the MQTT API (contract in `protocols/mqtt-api/`): typed requests, replies
+//!   stored with their change for replay, retained state, events, Home Assistant discovery,
+//!   the demo's embedded broker. [`ctl`] is its command-line client.
+//! - [`outbox`]: what each device should hold, for the device writers; [`events`] is what
+//!   they report; [`seal`] keeps their keys sealed at rest.
+//! - [`panel`]: OSDP control panel on RS-485 (codec and secure channel in the
+//!   `leasegate-osdp` crate), the panel writer and the reference panel simulator.
+//! - [`lock`]: Nuki locks over BLE with btleplug (frames and crypto in `leasegate-nuki`),
+//!   pairing and the lock writer.
+//! - [`daemon`]: `run(config, shutdown)`: the sync loop (complete and incremental fetches,
+//!   backoff, a "sync now" trigger, watchdog) and the tasks beside it (MQTT, writers), all
+//!   stopped within a grace period on shutdown.
 //! - [`report`]: the JSON that `plan` and `sync --once` print.
 
 pub mod config;
