@@ -245,6 +245,51 @@ async fn with_bit_errors_on_the_line_no_wrong_record_is_applied_and_the_link_rec
     assert_eq!(Some(rig.panel_digest()), rig.acknowledged_digest());
 }
 
+/// The CI failure behind the noisy-line test: a bit flip in a command's LEN field made the
+/// simulator wait for up to 1.5 kB that never came, and an offline panel is probed with one
+/// 10-byte osdp_ID a second, so it stayed silent for minutes after the noise stopped. A
+/// partial frame followed by a whole one is dead: the whole one must be answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_drops_a_dead_partial_frame_and_answers_the_next_command() {
+    use leasegate_osdp::codec::{decode, Frame};
+    use leasegate_osdp::message::Command;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut cp, pd) = tokio::io::duplex(4096);
+    let cancel = CancellationToken::new();
+    let settings = SimSettings {
+        address: 5,
+        ..SimSettings::default()
+    };
+    let db: sim::SharedDb = Arc::new(Mutex::new(PanelDb::new(10)));
+    let task = tokio::spawn(sim::run(pd, settings, db, cancel.clone()));
+    let id = Frame::new(5, false, 0, Command::Id.code(), Command::Id.data()).encode_with_mark();
+    // The same osdp_ID with a bit flip in LEN's high byte (LEN + 1024), then a pause.
+    let mut corrupted = id.clone();
+    corrupted[4] ^= 0x04;
+    cp.write_all(&corrupted).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cp.write_all(&id).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    let reply = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = cp.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "the simulator closed the line");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok((frame, _)) = decode(&buf) {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("the simulator answers the osdp_ID after the dead partial frame");
+    assert!(reply.reply && reply.address == 5 && reply.sqn == 0);
+    assert_eq!(reply.code, 0x45, "osdp_PDID");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_panels_on_one_bus_are_polled_in_turn_and_each_gets_its_own_records() {
     let dir = tempfile::tempdir().unwrap();

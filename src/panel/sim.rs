@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use leasegate_osdp::codec::{decode, DecodeError};
+use leasegate_osdp::codec::{decode, DecodeError, SOM};
 use leasegate_osdp::message::{cap, Capability, NakReason, PdId, Reply, VendorCode};
 use leasegate_osdp::pd::{Pd, PdApp, PdSettings};
 use leasegate_osdp::profile::PanelDb;
@@ -221,11 +221,28 @@ pub async fn run_many<T: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
-                Err(DecodeError::Incomplete) => break,
+                Err(DecodeError::Incomplete) => match later_frame(&buf) {
+                    Some(at) => {
+                        tracing::debug!(bytes = at, "dropped a partial frame: a whole one follows");
+                        buf.drain(..at);
+                    }
+                    None => break,
+                },
                 Err(_) => {
                     buf.drain(..1);
                 }
             }
         }
     }
+}
+
+/// Where a complete, valid frame starts after the partial one at the head of `buf`.
+///
+/// A bit error in a command's LEN field makes it look longer than it is, up to `MAX_FRAME`;
+/// waiting for that many bytes swallows the CP's next commands, and an offline panel is
+/// probed with one 10-byte osdp_ID a second, so the panel stayed silent for minutes after
+/// the noise stopped. A whole frame (its CRC checked) behind the partial one shows that the
+/// partial one is dead. No timer: a genuine frame may arrive in bursts (a paced relay).
+fn later_frame(buf: &[u8]) -> Option<usize> {
+    (1..buf.len()).find(|&i| buf[i] == SOM && decode(&buf[i..]).is_ok())
 }
