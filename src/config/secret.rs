@@ -2,6 +2,10 @@
 //!
 //! A relative name is looked up first in `$CREDENTIALS_DIRECTORY` (systemd's
 //! `LoadCredential=`), then beside the config file. Errors name the file, never its content.
+//!
+//! The shipped unit loads the whole folder `/etc/leasegate/credentials` with
+//! `LoadCredential=leasegate:/etc/leasegate/credentials`; systemd then names each file
+//! `leasegate_<file>`, so that name is tried too and the config keeps the plain file name.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +47,9 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// The credential ID the shipped unit gives its folder of secrets, plus systemd's `_`.
+pub const CREDENTIAL_PREFIX: &str = "leasegate_";
+
 /// Where a secret named `name` in a config whose folder is `base` is read from.
 pub fn secret_path(base: &Path, name: &str, credentials_dir: Option<&Path>) -> PathBuf {
     let p = Path::new(name);
@@ -50,9 +57,11 @@ pub fn secret_path(base: &Path, name: &str, credentials_dir: Option<&Path>) -> P
         return p.to_path_buf();
     }
     if let Some(dir) = credentials_dir {
-        let candidate = dir.join(p);
-        if candidate.is_file() {
-            return candidate;
+        let loaded_from_folder = format!("{CREDENTIAL_PREFIX}{name}");
+        for candidate in [dir.join(p), dir.join(loaded_from_folder)] {
+            if candidate.is_file() {
+                return candidate;
+            }
         }
     }
     base.join(p)
@@ -88,6 +97,16 @@ mod tests {
         assert_eq!(p, creds.path().join("api-key"));
         let p = secret_path(cfg.path(), "api-key", None);
         assert_eq!(p, cfg.path().join("api-key"));
+    }
+
+    #[test]
+    fn a_secret_loaded_with_the_credentials_folder_is_found_under_its_plain_name() {
+        let cfg = tempfile::tempdir().unwrap();
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(cfg.path().join("mqtt-password"), "beside\n").unwrap();
+        std::fs::write(creds.path().join("leasegate_mqtt-password"), "loaded\n").unwrap();
+        let p = secret_path(cfg.path(), "mqtt-password", Some(creds.path()));
+        assert_eq!(p, creds.path().join("leasegate_mqtt-password"));
     }
 
     #[test]
