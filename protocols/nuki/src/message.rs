@@ -223,6 +223,121 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Decode a command as the lock receives it (the payload between command id and CRC of
+    /// a decrypted message): for simulated locks and tests. `width` is the lock's security
+    /// PIN width, which fixes the length of every PIN-carrying command. The message is whole
+    /// (the framing counted it), so a wrong length is invalid, never incomplete.
+    pub fn decode(command: u16, p: &[u8], width: PinWidth) -> Result<Command, PayloadError> {
+        let pw = pin_len(width);
+        // Every administrative command ends with the challenge nonce and the PIN.
+        let tail = |body: usize| -> Result<([u8; 32], SecurityPin), PayloadError> {
+            exact(command, p, body + 32 + pw)?;
+            let nonce = arr32(&p[body..body + 32]);
+            let raw = &p[body + 32..];
+            let value = match width {
+                PinWidth::U16 => u32::from(u16::from_le_bytes([raw[0], raw[1]])),
+                PinWidth::U32 => u32::from_le_bytes(raw.try_into().expect("4 bytes")),
+            };
+            let pin = SecurityPin::new(value, width).expect("decoded within its width");
+            Ok((nonce, pin))
+        };
+        let u16_at = |i: usize| u16::from_le_bytes([p[i], p[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().expect("4 bytes"));
+        let limits_at = |i: usize| TimeLimits::parse(p[i..i + 20].try_into().expect("20 bytes"));
+        Ok(match command {
+            cmd::REQUEST_DATA => {
+                exact(command, p, 2)?;
+                Command::RequestData(u16_at(0))
+            }
+            cmd::ADD_KEYPAD_CODE => {
+                let (nonce, pin) = tail(44)?;
+                Command::AddKeypadCode {
+                    code: KeypadCode(u32_at(0)),
+                    name: parse_name(&p[4..24]),
+                    limits: limits_at(24),
+                    nonce,
+                    pin,
+                }
+            }
+            cmd::UPDATE_KEYPAD_CODE => {
+                let (nonce, pin) = tail(47)?;
+                Command::UpdateKeypadCode {
+                    id: u16_at(0),
+                    code: KeypadCode(u32_at(2)),
+                    name: parse_name(&p[6..26]),
+                    enabled: p[26] != 0,
+                    limits: limits_at(27),
+                    nonce,
+                    pin,
+                }
+            }
+            cmd::REMOVE_KEYPAD_CODE => {
+                let (nonce, pin) = tail(2)?;
+                Command::RemoveKeypadCode {
+                    id: u16_at(0),
+                    nonce,
+                    pin,
+                }
+            }
+            cmd::REQUEST_KEYPAD_CODES => {
+                let (nonce, pin) = tail(4)?;
+                Command::RequestKeypadCodes {
+                    offset: u16_at(0),
+                    count: u16_at(2),
+                    nonce,
+                    pin,
+                }
+            }
+            cmd::REQUEST_AUTHORIZATION_ENTRIES => {
+                let (nonce, pin) = tail(4)?;
+                Command::RequestAuthorizations {
+                    offset: u16_at(0),
+                    count: u16_at(2),
+                    nonce,
+                    pin,
+                }
+            }
+            cmd::AUTHORIZATION_DATA_INVITE => {
+                let (nonce, pin) = tail(86)?;
+                Command::AddAuthorization {
+                    name: parse_name(&p[..32]),
+                    id_type: p[32],
+                    shared_key: crate::keys::SharedKey::from_bytes(arr32(&p[33..65])),
+                    remote_allowed: p[65] != 0,
+                    limits: limits_at(66),
+                    nonce,
+                    pin,
+                }
+            }
+            cmd::REMOVE_AUTHORIZATION => {
+                let (nonce, pin) = tail(4)?;
+                Command::RemoveAuthorization {
+                    auth_id: u32_at(0),
+                    nonce,
+                    pin,
+                }
+            }
+            other => return Err(PayloadError::UnexpectedCommand(other)),
+        })
+    }
+
+    /// The challenge nonce and security PIN of an administrative command (`None` for Request
+    /// Data, which needs neither).
+    pub fn credentials(&self) -> Option<(&[u8; 32], &SecurityPin)> {
+        match self {
+            Command::RequestData(_) => None,
+            Command::AddKeypadCode { nonce, pin, .. }
+            | Command::UpdateKeypadCode { nonce, pin, .. }
+            | Command::RemoveKeypadCode { nonce, pin, .. }
+            | Command::RequestKeypadCodes { nonce, pin, .. }
+            | Command::AddAuthorization { nonce, pin, .. }
+            | Command::RemoveAuthorization { nonce, pin, .. }
+            | Command::RequestAuthorizations { nonce, pin, .. } => Some((nonce, pin)),
+        }
+    }
+}
+
 /// Status (0x000e).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -535,5 +650,133 @@ pub fn pin_len(width: PinWidth) -> usize {
     match width {
         PinWidth::U16 => 2,
         PinWidth::U32 => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{NukiDate, Weekdays};
+
+    fn pin(width: PinWidth) -> SecurityPin {
+        SecurityPin::new(
+            if width == PinWidth::U16 {
+                4321
+            } else {
+                123_456
+            },
+            width,
+        )
+        .unwrap()
+    }
+
+    fn limits() -> TimeLimits {
+        TimeLimits {
+            from: NukiDate::new(2026, 12, 4, 10, 15, 0),
+            weekdays: Weekdays::ALL,
+            ..TimeLimits::default()
+        }
+    }
+
+    fn all_commands(width: PinWidth) -> Vec<Command> {
+        let nonce = [7u8; 32];
+        let pin = pin(width);
+        vec![
+            Command::RequestData(crate::cmd::CHALLENGE),
+            Command::AddKeypadCode {
+                code: KeypadCode::new(345_678).unwrap(),
+                name: "lg t-100".into(),
+                limits: limits(),
+                nonce,
+                pin: pin.clone(),
+            },
+            Command::UpdateKeypadCode {
+                id: 3,
+                code: KeypadCode::new(456_789).unwrap(),
+                name: "lg t-101".into(),
+                enabled: false,
+                limits: TimeLimits::default(),
+                nonce,
+                pin: pin.clone(),
+            },
+            Command::RemoveKeypadCode {
+                id: 9,
+                nonce,
+                pin: pin.clone(),
+            },
+            Command::RequestKeypadCodes {
+                offset: 2,
+                count: 200,
+                nonce,
+                pin: pin.clone(),
+            },
+            Command::RequestAuthorizations {
+                offset: 0,
+                count: 5,
+                nonce,
+                pin: pin.clone(),
+            },
+            Command::AddAuthorization {
+                name: "bridge".into(),
+                id_type: 1,
+                shared_key: crate::keys::SharedKey::from_bytes([9; 32]),
+                remote_allowed: true,
+                limits: limits(),
+                nonce,
+                pin: pin.clone(),
+            },
+            Command::RemoveAuthorization {
+                auth_id: 77,
+                nonce,
+                pin,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_command_the_app_encodes_decodes_back_on_the_lock_side_with_either_pin_width() {
+        for width in [PinWidth::U16, PinWidth::U32] {
+            for c in all_commands(width) {
+                let back = Command::decode(c.id(), &c.payload(), width).unwrap();
+                assert_eq!(back, c);
+            }
+        }
+    }
+
+    #[test]
+    fn a_command_of_the_wrong_length_is_invalid_and_says_what_was_expected() {
+        let c = &all_commands(PinWidth::U16)[1];
+        let mut p = c.payload();
+        p.pop();
+        assert_eq!(
+            Command::decode(c.id(), &p, PinWidth::U16),
+            Err(PayloadError::Length {
+                command: c.id(),
+                got: p.len(),
+                expected: p.len() + 1
+            })
+        );
+        // A U16 command read as from a U32 lock is two bytes short, not misread.
+        assert!(matches!(
+            Command::decode(c.id(), &c.payload(), PinWidth::U32),
+            Err(PayloadError::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reply_id_sent_as_a_command_is_refused() {
+        assert_eq!(
+            Command::decode(crate::cmd::KEYPAD_CODE_ID, &[1, 0], PinWidth::U16),
+            Err(PayloadError::UnexpectedCommand(crate::cmd::KEYPAD_CODE_ID))
+        );
+    }
+
+    #[test]
+    fn the_nonce_and_pin_of_an_admin_command_are_at_hand_and_request_data_has_none() {
+        let cs = all_commands(PinWidth::U16);
+        assert!(cs[0].credentials().is_none());
+        let (nonce, p) = cs[3].credentials().unwrap();
+        assert_eq!(nonce, &[7u8; 32]);
+        assert_eq!(p, &pin(PinWidth::U16));
     }
 }
