@@ -1,10 +1,12 @@
 //! The long-running gateway: `run(config, shutdown)`.
 //!
-//! Today it syncs the roster on its poll interval (a complete roster at start and every
+//! It syncs the roster on its poll interval (a complete roster at start and every
 //! `full_sync_every`, only changes in between) or at once when asked through a
-//! [`SyncTrigger`]; the MQTT API and the device writers join in later. A failed sync changes
-//! no access, is recorded for the status topic, and is retried with jittered exponential
-//! backoff, capped at the poll interval and never sooner than a PMS's `Retry-After`.
+//! [`SyncTrigger`]. A failed sync changes no access, is recorded for the status topic, and is
+//! retried with jittered exponential backoff, capped at the poll interval and never sooner
+//! than a PMS's `Retry-After`. Beside it, under a [`Supervisor`], run the MQTT API and one
+//! writer per OSDP bus and per lock; losing the PMS, the broker or a device stops only the
+//! part that needs it. The process exits non-zero only if an adapter keeps crashing.
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use crate::gateway::{Gateway, GatewayError};
 use crate::outbox::SharedGateway;
 use crate::pms::{self, FetchRequest, RosterSource};
 use crate::store::StoreError;
+use crate::supervisor::{AdapterError, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -30,6 +33,8 @@ pub enum DaemonError {
     Mqtt(#[from] crate::mqtt::MqttError),
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+    #[error(transparent)]
+    GaveUp(#[from] crate::supervisor::GaveUp),
 }
 
 /// `locks/pair` over MQTT, through the lock driver.
@@ -164,8 +169,7 @@ pub async fn run_with_trigger(
         Err(e) => return Err(e.into()),
     };
     let source = pms::from_config(&cfg)?;
-    let tasks = tokio_util::task::TaskTracker::new();
-    let stop_tasks = shutdown.child_token();
+    let mut supervisor = Supervisor::new(shutdown.child_token());
     let events = crate::events::channel();
     // Device writers run only on a healthy store: a quarantined one grants and revokes
     // nothing, and an empty rebuilt one must not wipe the doors.
@@ -180,69 +184,133 @@ pub async fn run_with_trigger(
         _ => None,
     };
     if let Some(outbox) = &outbox {
-        if !cfg.osdp.buses.is_empty() {
-            tracing::info!(buses = cfg.osdp.buses.len(), "panel writers starting");
-            tasks.spawn(crate::panel::run(
-                cfg.osdp.clone(),
-                outbox.clone(),
-                stop_tasks.clone(),
-            ));
-        }
-        if !cfg.nuki.locks.is_empty() {
-            tracing::info!(locks = cfg.nuki.locks.len(), "lock writers starting");
-            tasks.spawn(crate::lock::run_locks(
-                cfg.nuki.clone(),
-                outbox.clone(),
-                stop_tasks.clone(),
-            ));
-        }
+        supervise_devices(&supervisor, &cfg, outbox);
     }
     if let Some(m) = &cfg.mqtt {
         if m.embedded {
             crate::mqtt::broker::start(&m.url)?;
         }
-        let alerts = match &gateway {
-            Some(g) => g.lock().await.subscribe_alerts(),
-            None => tokio::sync::broadcast::channel(1).1,
-        };
-        let api = crate::mqtt::Api {
-            gw: gateway.clone(),
-            trigger: trigger.clone(),
-            planner: Some(Arc::from(pms::from_config(&cfg)?)),
-            devices: Default::default(),
-            pairing: outbox.as_ref().map(|o| {
-                Arc::new(LockPairer {
-                    nuki: cfg.nuki.clone(),
-                    outbox: o.clone(),
-                }) as Arc<dyn crate::mqtt::LockPairing>
-            }),
-        };
-        let inputs = crate::mqtt::Inputs {
-            api,
-            device_events: events.subscribe(),
-            alerts,
-        };
-        let mqtt_cfg = cfg.clone();
-        let stop = stop_tasks.clone();
         tracing::info!(broker = %m.url, topics = %crate::mqtt::Topics::new(&m.base_topic, &cfg.site.id).root(), "MQTT API starting");
-        tasks.spawn(async move {
-            if let Err(e) = crate::mqtt::run(&mqtt_cfg, inputs, stop).await {
-                tracing::error!(error = %e, "the MQTT API stopped");
+        let planner: Arc<dyn RosterSource> = Arc::from(pms::from_config(&cfg)?);
+        let (cfg, gateway, trigger, outbox, events) = (
+            Arc::new(cfg.clone()),
+            gateway.clone(),
+            trigger.clone(),
+            outbox.clone(),
+            events.clone(),
+        );
+        let stop = supervisor.stop_token();
+        supervisor.spawn("mqtt", move || {
+            let (cfg, gateway, trigger, planner, outbox, events, stop) = (
+                cfg.clone(),
+                gateway.clone(),
+                trigger.clone(),
+                planner.clone(),
+                outbox.clone(),
+                events.clone(),
+                stop.clone(),
+            );
+            async move {
+                // Fresh receivers on every start: a restarted API sees what happens from now,
+                // and republishes the retained state on connecting.
+                let alerts = match &gateway {
+                    Some(g) => g.lock().await.subscribe_alerts(),
+                    None => tokio::sync::broadcast::channel(1).1,
+                };
+                let api = crate::mqtt::Api {
+                    gw: gateway,
+                    trigger,
+                    planner: Some(planner),
+                    devices: Default::default(),
+                    pairing: outbox.map(|o| {
+                        Arc::new(LockPairer {
+                            nuki: cfg.nuki.clone(),
+                            outbox: o,
+                        }) as Arc<dyn crate::mqtt::LockPairing>
+                    }),
+                };
+                let inputs = crate::mqtt::Inputs {
+                    api,
+                    device_events: events.subscribe(),
+                    alerts,
+                };
+                crate::mqtt::run(&cfg, inputs, stop)
+                    .await
+                    .map_err(|e| AdapterError {
+                        reason: e.to_string(),
+                        retryable: e.is_retryable(),
+                    })
             }
         });
     }
-    tasks.close();
     notify_ready();
-    let result = sync_loop(&cfg, gateway.as_ref(), source.as_ref(), &shutdown, &trigger).await;
+    let result = tokio::select! {
+        r = sync_loop(&cfg, gateway.as_ref(), source.as_ref(), &shutdown, &trigger) => r,
+        // Dropping a sync mid-way is safe: nothing is written until the roster is all in.
+        g = supervisor.gave_up() => Err(DaemonError::GaveUp(g)),
+    };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    stop_tasks.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-        .await
-        .is_err()
-    {
+    if !supervisor.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("tasks did not stop within the grace period");
     }
     result
+}
+
+/// One supervised writer per OSDP bus and per lock: a bus or lock that fails never stops the
+/// others, and none of them can change what the store says.
+fn supervise_devices(supervisor: &Supervisor, cfg: &Config, outbox: &crate::outbox::Outbox) {
+    for bus in &cfg.osdp.buses {
+        tracing::info!(tty = %bus.tty.display(), panels = bus.panels.len(), "panel writer starting");
+        let (osdp, bus, outbox, stop) = (
+            cfg.osdp.clone(),
+            bus.clone(),
+            outbox.clone(),
+            supervisor.stop_token(),
+        );
+        supervisor.spawn(format!("osdp bus {}", bus.tty.display()), move || {
+            let (osdp, bus, outbox, stop) =
+                (osdp.clone(), bus.clone(), outbox.clone(), stop.clone());
+            async move {
+                let r = crate::panel::run_bus(&osdp, &bus, outbox.clone(), stop).await;
+                r.map_err(|e| {
+                    for p in &bus.panels {
+                        outbox.emit(crate::events::Event::DeviceStatus(
+                            crate::events::DeviceStatus {
+                                device: p.device.clone(),
+                                kind: "osdp_panel".into(),
+                                online: false,
+                                last_error: Some(e.to_string()),
+                                ..Default::default()
+                            },
+                        ));
+                    }
+                    AdapterError {
+                        reason: e.to_string(),
+                        retryable: e.is_retryable(),
+                    }
+                })
+            }
+        });
+    }
+    for lock in &cfg.nuki.locks {
+        tracing::info!(device = %lock.device, "lock writer starting");
+        let (nuki, lock, outbox, stop) = (
+            cfg.nuki.clone(),
+            lock.clone(),
+            outbox.clone(),
+            supervisor.stop_token(),
+        );
+        supervisor.spawn(format!("lock {}", lock.device), move || {
+            let run =
+                crate::lock::run_lock(nuki.clone(), lock.clone(), outbox.clone(), stop.clone());
+            async move {
+                // The writer turns every lock fault into an event and a retry; it returns
+                // only when stopped.
+                run.await;
+                Ok(())
+            }
+        });
+    }
 }
 
 async fn sync_loop(

@@ -41,3 +41,4 @@ pub mod pms;
 pub mod report;
 pub mod seal;
 pub mod store;
+pub mod supervisor;
