@@ -245,6 +245,9 @@ impl Exchange {
         let done = |o| Ok(Progress::Done(o));
         match (&self.op, reply) {
             (_, Reply::Status(Status::Accepted)) => Ok(Progress::Wait),
+            // Keyturner States has no challenge step, so a late Status COMPLETE from the
+            // previous exchange (a list ends with one after its last entry) lands here.
+            (Op::States, Reply::Status(Status::Complete)) => Ok(Progress::Wait),
             (Op::AddCode { .. }, Reply::KeypadCodeId(id)) => done(Outcome::CodeAdded { id }),
             (
                 Op::UpdateCode { .. } | Op::RemoveCode { .. } | Op::RemoveAuthorization { .. },

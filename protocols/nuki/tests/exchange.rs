@@ -2,7 +2,8 @@
 
 use leasegate_nuki::{
     cmd, Command, ErrorCode, ErrorReport, Exchange, ExchangeError, KeypadCode, KeypadCodeEntry,
-    NukiDate, Op, Outcome, PinWidth, Progress, Reply, SecurityPin, Status, TimeLimits,
+    KeyturnerStates, NukiDate, Op, Outcome, PinWidth, Progress, Reply, SecurityPin, Status,
+    TimeLimits,
 };
 
 fn pin() -> SecurityPin {
@@ -136,6 +137,27 @@ fn an_empty_list_ends_at_a_zero_count() {
 fn keyturner_states_need_no_challenge() {
     let (_, first) = Exchange::start(Op::States, pin());
     assert_eq!(first, Command::RequestData(cmd::KEYTURNER_STATES));
+}
+
+#[test]
+fn keyturner_states_after_a_list_skip_the_lists_late_status_complete() {
+    let (mut x, _) = Exchange::start(Op::States, pin());
+    assert_eq!(
+        x.on_reply(Reply::Status(Status::Complete)).unwrap(),
+        Progress::Wait
+    );
+    let st = KeyturnerStates {
+        nuki_state: 2,
+        lock_state: 1,
+        trigger: 0,
+        time: Default::default(),
+        timezone_offset_minutes: 0,
+        battery_byte: 42 << 2,
+    };
+    assert_eq!(
+        x.on_reply(Reply::KeyturnerStates(st)).unwrap(),
+        Progress::Done(Outcome::States(st))
+    );
 }
 
 #[test]
