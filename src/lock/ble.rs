@@ -16,10 +16,9 @@ use btleplug::platform::{Adapter, Manager, Peripheral};
 use futures::{Stream, StreamExt};
 use leasegate_nuki::frame::{self, Framing, Reassembler};
 use leasegate_nuki::{
-    gatt, AppIdentity, AppSecretKey, Command, ErrorReport, Exchange, ExchangeError, Op, Outcome,
-    Paired, Pairing, PairingError, PairingStep, Progress, Reply, SecurityPin, SharedKey,
+    gatt, AppIdentity, ErrorReport, ExchangeError, Op, Outcome, Paired, PairingError, SecurityPin,
+    SharedKey,
 };
-use rand::RngCore;
 use tokio::time::{timeout, Instant};
 
 use crate::config::nuki::{LockAddress, LockConfig, NukiConfig};
@@ -104,9 +103,6 @@ impl std::fmt::Debug for Session {
         f.write_str("Session(<redacted>)")
     }
 }
-
-/// How many times BUSY (and other retryable lock errors) are retried within one command.
-const BUSY_RETRIES: u32 = 6;
 
 type Indications = Pin<Box<dyn Stream<Item = ValueNotification> + Send>>;
 
@@ -292,40 +288,8 @@ impl BleLock {
 
     /// Pair with a lock in pairing mode. Fresh key pair and nonce from the OS CSPRNG.
     pub async fn pair(&mut self, identity: AppIdentity) -> Result<Paired, LockError> {
-        let mut sk = [0u8; 32];
-        let mut na = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut sk);
-        rand::rngs::OsRng.fill_bytes(&mut na);
-        let (mut machine, first) = Pairing::start(AppSecretKey::from_bytes(sk), identity, na);
-        sk.fill(0);
         self.plain.clear();
-        self.write(Framing::Plain, &first).await?;
-        loop {
-            let bytes = self.read(Framing::Plain).await?;
-            let (msg, _) = frame::decode_plain(&bytes)?;
-            match machine.on_message(&msg)? {
-                PairingStep::Send(out) => self.write(Framing::Plain, &out).await?,
-                PairingStep::Done(paired) => return Ok(paired),
-            }
-        }
-    }
-
-    async fn send_command(&mut self, s: &Session, c: &Command) -> Result<(), LockError> {
-        let mut nonce = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let wire = frame::encode_encrypted(&s.key, &nonce, s.auth_id, c.id(), &c.payload());
-        self.write(Framing::Encrypted, &wire).await
-    }
-
-    async fn read_reply(&mut self, s: &Session) -> Result<Reply, LockError> {
-        let bytes = self.read(Framing::Encrypted).await?;
-        let (auth, msg, _) = frame::decode_encrypted(&s.key, &bytes)?;
-        if auth != s.auth_id {
-            return Err(LockError::Protocol(
-                "reply for another authorization".into(),
-            ));
-        }
-        Reply::decode(msg.command, &msg.payload).map_err(|e| LockError::Protocol(e.to_string()))
+        super::link::pair(self, identity).await
     }
 
     /// One challenge-protected exchange, without retries.
@@ -335,16 +299,7 @@ impl BleLock {
         op: Op,
         pin: &SecurityPin,
     ) -> Result<Outcome, LockError> {
-        let (mut x, first) = Exchange::start(op, pin.clone());
-        self.send_command(s, &first).await?;
-        loop {
-            let reply = self.read_reply(s).await?;
-            match x.on_reply(reply)? {
-                Progress::Send(c) => self.send_command(s, &c).await?,
-                Progress::Wait => {}
-                Progress::Done(o) => return Ok(o),
-            }
-        }
+        super::link::exchange_once(self, s, op, pin).await
     }
 
     /// One exchange; BUSY and other retryable lock answers are retried with a short
@@ -355,19 +310,16 @@ impl BleLock {
         op: Op,
         pin: &SecurityPin,
     ) -> Result<Outcome, LockError> {
-        let mut delay = Duration::from_millis(50);
-        let mut attempt = 0;
-        loop {
-            match self.exchange_once(s, op.clone(), pin).await {
-                Err(LockError::Lock(r)) if r.code.is_retryable() && attempt < BUSY_RETRIES => {
-                    attempt += 1;
-                    tracing::debug!(code = %r.code, attempt, "lock asked us to retry");
-                    // Backoff before asking again: the lock is busy with its motor or radio.
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
-            }
-        }
+        super::link::exchange(self, s, op, pin).await
+    }
+}
+
+impl super::link::Wire for BleLock {
+    async fn write_message(&mut self, which: Framing, message: &[u8]) -> Result<(), LockError> {
+        self.write(which, message).await
+    }
+
+    async fn read_message(&mut self, which: Framing) -> Result<Vec<u8>, LockError> {
+        self.read(which).await
     }
 }

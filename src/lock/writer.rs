@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::ble::{BleLock, LockError, Session};
+use super::ble::{LockError, Session};
+use super::link::{Connector, LockLink};
 use super::state::{ConfirmedCode, LockState, StoredAuth};
 use crate::config::nuki::{LockConfig, NukiConfig};
 use crate::core::{ResidentId, Timestamp};
@@ -95,6 +96,19 @@ fn link_guard(device: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
     type Guards = std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
     static GUARDS: std::sync::OnceLock<Guards> = std::sync::OnceLock::new();
     GUARDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(device.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Wakes the writer of one lock (after pairing), in this process.
+fn nudge(device: &str) -> std::sync::Arc<tokio::sync::Notify> {
+    type Nudges = std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Notify>>>;
+    static NUDGES: std::sync::OnceLock<Nudges> = std::sync::OnceLock::new();
+    NUDGES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -197,16 +211,28 @@ pub struct LockWriter<P: LockPort> {
     /// Residents whose removal is due, since when (in memory; a restart restarts the clock).
     removal_since: BTreeMap<ResidentId, Timestamp>,
     overdue_reported: BTreeSet<ResidentId>,
+    connector: Connector,
 }
 
 impl<P: LockPort> LockWriter<P> {
+    /// A writer that connects the way this process does ([`Connector::for_process`]: BLE).
     pub fn new(nuki: NukiConfig, lock: LockConfig, port: P) -> Self {
+        Self::with_connector(nuki, lock, port, Connector::for_process())
+    }
+
+    pub fn with_connector(
+        nuki: NukiConfig,
+        lock: LockConfig,
+        port: P,
+        connector: Connector,
+    ) -> Self {
         LockWriter {
             port,
             nuki,
             lock,
             removal_since: BTreeMap::new(),
             overdue_reported: BTreeSet::new(),
+            connector,
         }
     }
 
@@ -309,12 +335,12 @@ impl<P: LockPort> LockWriter<P> {
         let pin = self.security_pin()?;
         let want = desired(work);
         self.check_overdue(&Self::due_removals(&state, &want));
-        let mut link = BleLock::connect(&self.nuki, &self.lock).await?;
+        let mut link = self.connector.connect(&self.nuki, &self.lock).await?;
         let mut report = PassReport::default();
         let r = self
             .pass_on(&mut link, &session, &pin, &mut state, &want, &mut report)
             .await;
-        report.writes = link.writes;
+        report.writes = link.writes();
         link.disconnect().await;
         let due = Self::due_removals(&state, &want);
         self.check_overdue(&due);
@@ -324,7 +350,7 @@ impl<P: LockPort> LockWriter<P> {
 
     async fn pass_on(
         &mut self,
-        link: &mut BleLock,
+        link: &mut LockLink,
         s: &Session,
         pin: &SecurityPin,
         state: &mut LockState,
@@ -531,7 +557,7 @@ impl<P: LockPort> LockWriter<P> {
 
     async fn remove(
         &self,
-        link: &mut BleLock,
+        link: &mut LockLink,
         s: &Session,
         pin: &SecurityPin,
         id: u16,
@@ -597,8 +623,20 @@ pub async fn run_lock<P: LockPort>(
     port: P,
     cancel: CancellationToken,
 ) {
+    run_lock_with(nuki, lock, port, cancel, Connector::for_process()).await
+}
+
+/// [`run_lock`] through a given connector.
+pub async fn run_lock_with<P: LockPort>(
+    nuki: NukiConfig,
+    lock: LockConfig,
+    port: P,
+    cancel: CancellationToken,
+    connector: Connector,
+) {
     let mut changed = port.subscribe();
-    let mut w = LockWriter::new(nuki, lock, port.clone());
+    let nudge = nudge(&lock.device);
+    let mut w = LockWriter::with_connector(nuki, lock, port.clone(), connector);
     let mut backoff = Duration::from_secs(1);
     let mut next_readback = Instant::now();
     let mut retry_at: Option<Instant> = None;
@@ -669,6 +707,8 @@ pub async fn run_lock<P: LockPort>(
         let wake = retry_at.unwrap_or(next_readback).min(next_readback);
         tokio::select! {
             _ = cancel.cancelled() => return,
+            // Just paired: try again now, not at the next read-back an hour away.
+            _ = nudge.notified() => retry_at = Some(Instant::now()),
             r = changed.changed() => {
                 if r.is_err() {
                     // The gateway is gone; keep the retry timer only.
@@ -685,9 +725,25 @@ pub async fn run_lock<P: LockPort>(
 
 /// One writer task per configured lock; returns when `cancel` fires and all have stopped.
 pub async fn run_locks<P: LockPort>(nuki: NukiConfig, port: P, cancel: CancellationToken) {
+    run_locks_with(nuki, port, cancel, Connector::for_process()).await
+}
+
+/// [`run_locks`] through a given connector.
+pub async fn run_locks_with<P: LockPort>(
+    nuki: NukiConfig,
+    port: P,
+    cancel: CancellationToken,
+    connector: Connector,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for lock in nuki.locks.clone() {
-        tasks.spawn(run_lock(nuki.clone(), lock, port.clone(), cancel.clone()));
+        tasks.spawn(run_lock_with(
+            nuki.clone(),
+            lock,
+            port.clone(),
+            cancel.clone(),
+            connector.clone(),
+        ));
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -700,13 +756,23 @@ pub async fn pair_lock<P: LockPort>(
     device: &str,
     port: &P,
 ) -> Result<(), LockError> {
+    pair_lock_with(nuki, device, port, &Connector::for_process()).await
+}
+
+/// [`pair_lock`] through a given connector.
+pub async fn pair_lock_with<P: LockPort>(
+    nuki: &NukiConfig,
+    device: &str,
+    port: &P,
+    connector: &Connector,
+) -> Result<(), LockError> {
     let lock = nuki
         .lock(device)
         .ok_or_else(|| LockError::State(format!("no [[nuki.locks]] entry for device {device}")))?
         .clone();
     let guard = link_guard(device);
     let _link = guard.lock().await;
-    let mut link = BleLock::connect(nuki, &lock).await?;
+    let mut link = connector.connect(nuki, &lock).await?;
     let identity = AppIdentity {
         // App, not Bridge: a lock keeps one bridge, and pairing as one would evict it.
         id_type: IdType::App,
@@ -716,7 +782,7 @@ pub async fn pair_lock<P: LockPort>(
     let paired = link.pair(identity).await;
     link.disconnect().await;
     let paired = paired?;
-    let writer = LockWriter::new(nuki.clone(), lock, port.clone());
+    let writer = LockWriter::with_connector(nuki.clone(), lock, port.clone(), connector.clone());
     let mut state = writer.load().await?;
     state.auth = Some(StoredAuth {
         auth_id: paired.auth_id,
@@ -726,5 +792,8 @@ pub async fn pair_lock<P: LockPort>(
     writer.save(&state).await?;
     tracing::info!(device, "lock paired");
     writer.status(true, 0, None, None);
+    // The writer may have given up on this lock (not paired): let it try at once.
+    drop(_link);
+    nudge(device).notify_one();
     Ok(())
 }
