@@ -26,11 +26,13 @@
 //!   backoff, a "sync now" trigger, watchdog) and the tasks beside it (MQTT, writers), all
 //!   stopped within a grace period on shutdown.
 //! - [`report`]: the JSON that `plan` and `sync --once` print.
+//! - [`demo`]: `leasegate demo`, the whole gateway on simulated panels and locks.
 
 pub mod config;
 pub mod core;
 pub mod ctl;
 pub mod daemon;
+pub mod demo;
 pub mod events;
 pub mod gateway;
 pub mod lock;

@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The whole gateway on simulated hardware (embedded broker, file roster, OSDP panels on
+    /// a pseudo-terminal, simulated Nuki locks) until SIGTERM or SIGINT.
+    Demo {
+        /// Where the demo keeps its config, store, roster and the panels' keys.
+        #[arg(long, default_value = "target/demo")]
+        dir: PathBuf,
+        /// The port of the demo's embedded MQTT broker.
+        #[arg(long, default_value_t = 1884)]
+        mqtt_port: u16,
+    },
     /// Validate a config file and the files it names; exit 64 with every error if invalid.
     CheckConfig { file: PathBuf },
     /// Dry run: print the suggestions the next sync would make, as JSON. Changes nothing.
@@ -212,6 +222,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 tokio::spawn(signal_shutdown(shutdown.clone()));
                 tracing::info!(site = %cfg.site.id, version = env!("CARGO_PKG_VERSION"), "leasegate starting");
                 leasegate::daemon::run(cfg, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, mqtt_port } => {
+            runtime()?.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signal_shutdown(shutdown.clone()));
+                let opts = leasegate::demo::DemoOptions { dir, mqtt_port };
+                leasegate::demo::run(opts, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
