@@ -315,6 +315,7 @@ fn intro(opts: &DemoOptions, tty: &str, cfg_path: &Path, cfg: &Config) -> String
          \x20 MQTT broker  mqtt://127.0.0.1:{port} (embedded); watch it: mosquitto_sub -V mqttv5 -p {port} -t 'leasegate/#' -v\n\
          \x20 panels       {} simulated on the pseudo-terminal {tty}\n\
          \x20 locks        {} simulated Nuki locks in this process, paired now over locks/pair\n\
+         \x20              (new locks at every start: their writers say \"not paired\" until then)\n\
          \x20 store        {}\n\
          \x20 config       {cfgp} (rewritten at every start; delete {dir} to start over)\n\
          \n\

@@ -193,7 +193,7 @@ impl Connector {
         match self {
             Connector::Ble => Ok(LockLink::Ble(Box::new(BleLock::connect(nuki, lock).await?))),
             Connector::Simulated(locks) => locks
-                .connect(&lock.device)
+                .connect(&lock.device, nuki.command_timeout)
                 .map(LockLink::Simulated)
                 .ok_or_else(|| LockError::NotFound(format!("simulated lock {}", lock.device))),
         }

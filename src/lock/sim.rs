@@ -720,8 +720,9 @@ impl SimulatedLocks {
             .cloned()
     }
 
-    /// A new connection to the lock of `device`, if there is one.
-    pub fn connect(&self, device: &str) -> Option<SimLink> {
+    /// A new connection to the lock of `device`, if there is one. A message the lock does
+    /// not answer is waited for `timeout`, as over BLE.
+    pub fn connect(&self, device: &str, timeout: std::time::Duration) -> Option<SimLink> {
         let lock = self.get(device)?;
         lock.lock().unwrap_or_else(|e| e.into_inner()).reset_link();
         Some(SimLink {
@@ -729,19 +730,22 @@ impl SimulatedLocks {
             plain: Reassembler::new(Framing::Plain),
             encrypted: Reassembler::new(Framing::Encrypted),
             writes: 0,
+            timeout,
         })
     }
 }
 
 /// A connection to a simulated lock. Values go in 20-byte pieces and come back as 20-byte
 /// indications, joined again as the BLE driver does. The lock answers at once, so a
-/// message that is not there when read never comes: that is a timeout.
+/// message that is not there when read never comes: after the command timeout (waited,
+/// so that a writer retrying an unanswered lock is paced as over BLE) that is a timeout.
 pub struct SimLink {
     lock: Arc<Mutex<SimulatedLock>>,
     plain: Reassembler,
     encrypted: Reassembler,
     /// Values written on this connection.
     pub writes: u64,
+    timeout: std::time::Duration,
 }
 
 impl SimLink {
@@ -772,13 +776,12 @@ impl SimLink {
         }
     }
 
-    fn read(&mut self, which: Framing) -> Result<Vec<u8>, super::LockError> {
+    fn read(&mut self, which: Framing) -> Result<Option<Vec<u8>>, super::LockError> {
         let asm = match which {
             Framing::Plain => &mut self.plain,
             Framing::Encrypted => &mut self.encrypted,
         };
-        asm.next_message()?
-            .ok_or(super::LockError::Timeout(std::time::Duration::ZERO))
+        Ok(asm.next_message()?)
     }
 }
 
@@ -793,7 +796,13 @@ impl super::link::Wire for SimLink {
     }
 
     async fn read_message(&mut self, which: Framing) -> Result<Vec<u8>, super::LockError> {
-        self.read(which)
+        match self.read(which)? {
+            Some(m) => Ok(m),
+            None => {
+                tokio::time::sleep(self.timeout).await;
+                Err(super::LockError::Timeout(self.timeout))
+            }
+        }
     }
 }
 
@@ -814,6 +823,8 @@ mod tests {
     use leasegate_nuki::{AppIdentity, IdType, Op, Outcome, Weekdays};
 
     const PIN: u32 = 4711;
+    /// How long an unanswered message is waited for in these tests.
+    const T: std::time::Duration = std::time::Duration::from_millis(20);
 
     fn pin() -> SecurityPin {
         SecurityPin::new(PIN, PinWidth::U16).unwrap()
@@ -847,7 +858,7 @@ mod tests {
     async fn codes_added_through_the_real_exchange_are_listed_with_their_time_limits_and_removed_ones_are_gone(
     ) {
         let (locks, s) = paired_lock();
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         let a = exchange(&mut link, &s, add(345_678, "t-100", 4), &pin()).await;
         assert_eq!(a.unwrap(), Outcome::CodeAdded { id: 1 });
         let b = exchange(&mut link, &s, add(456_789, "t-101", 5), &pin()).await;
@@ -881,7 +892,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_security_pin_is_refused_as_bad_pin_and_changes_nothing() {
         let (locks, s) = paired_lock();
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         let wrong = SecurityPin::new(PIN + 1, PinWidth::U16).unwrap();
         let e = exchange(&mut link, &s, add(345_678, "t-100", 4), &wrong)
             .await
@@ -903,19 +914,19 @@ mod tests {
     #[tokio::test]
     async fn a_message_under_an_unknown_authorization_or_key_gets_no_answer() {
         let (locks, s) = paired_lock();
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         let stranger = Session {
             auth_id: s.auth_id,
             key: SharedKey::from_bytes([3; 32]),
         };
         let e = exchange_once(&mut link, &stranger, Op::States, &pin()).await;
-        assert!(matches!(e, Err(LockError::Timeout(_))), "{e:?}");
+        assert!(matches!(e, Err(LockError::Timeout(d)) if d == T), "{e:?}");
         let unknown = Session {
             auth_id: 999,
             key: s.key.clone(),
         };
         let e = exchange_once(&mut link, &unknown, Op::States, &pin()).await;
-        assert!(matches!(e, Err(LockError::Timeout(_))), "{e:?}");
+        assert!(matches!(e, Err(LockError::Timeout(d)) if d == T), "{e:?}");
     }
 
     #[test]
@@ -945,7 +956,7 @@ mod tests {
     async fn a_busy_lock_is_retried_by_the_exchange_and_the_code_lands_once() {
         let (locks, s) = paired_lock();
         locks.get("lock-4b").unwrap().lock().unwrap().set_busy(2);
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         let a = exchange(&mut link, &s, add(345_678, "t-100", 4), &pin()).await;
         assert_eq!(a.unwrap(), Outcome::CodeAdded { id: 1 });
         assert_eq!(
@@ -963,7 +974,7 @@ mod tests {
             .lock()
             .unwrap()
             .set_max_codes(1);
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         exchange(&mut link, &s, add(345_678, "t-100", 4), &pin())
             .await
             .unwrap();
@@ -1015,7 +1026,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         lock.lock().unwrap().observe(tx);
         lock.lock().unwrap().set_pairing_mode(true);
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         let paired = pair(&mut link, identity()).await.unwrap();
         assert_eq!(lock.lock().unwrap().authorization_count(), 1);
         let s = Session {
@@ -1043,7 +1054,7 @@ mod tests {
     async fn a_lock_not_in_pairing_mode_refuses_to_pair() {
         let locks = SimulatedLocks::default();
         locks.add(SimulatedLock::new("lock-4b", pin()));
-        let mut link = locks.connect("lock-4b").unwrap();
+        let mut link = locks.connect("lock-4b", T).unwrap();
         let e = pair(&mut link, identity()).await.unwrap_err();
         assert!(
             matches!(
