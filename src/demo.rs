@@ -253,6 +253,90 @@ async fn serve_panels(
     }
 }
 
+/// One line for an API event worth showing, or `None`. Suggestions as they are made and
+/// decided, device writes and their failures; ids, residents and keys only.
+pub fn event_line(kind: &str, e: &serde_json::Value) -> Option<String> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    Some(match kind {
+        "suggestion_created" => {
+            let g = &e["suggestion"];
+            format!(
+                "suggestion {}: {} {} for {} ({}), {}",
+                s(&g["id"]),
+                s(&g["action"]),
+                g["key_name"].as_str().unwrap_or("no key"),
+                s(&g["resident_name"]),
+                s(&g["resident_id"]),
+                s(&g["color"]),
+            )
+        }
+        "suggestion_decided" => {
+            format!(
+                "suggestion {}: {} by {}",
+                s(&e["id"]),
+                s(&e["state"]),
+                s(&e["actor"])
+            )
+        }
+        // A device settling with nothing to write says nothing new.
+        "access_applied" if e["upserts"] == 0 && e["deletes"] == 0 => return None,
+        "access_applied" => format!(
+            "device {}: holds its desired set now ({} written, {} removed)",
+            s(&e["device"]),
+            e["upserts"],
+            e["deletes"]
+        ),
+        "device_write_failed" => format!(
+            "device {}: write failed: {}",
+            s(&e["device"]),
+            s(&e["error"])
+        ),
+        _ => return None,
+    })
+}
+
+/// Print the API's events as they happen, from the broker like any client.
+async fn watch_events(cfg: Config, stop: CancellationToken) {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let Some(m) = &cfg.mqtt else { return };
+    let root = crate::mqtt::Topics::new(&m.base_topic, &cfg.site.id)
+        .root()
+        .to_string();
+    let mut o = MqttOptions::new("leasegate-demo-watch", m.url.host.clone(), m.url.port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_max_packet_size(Some(crate::mqtt::client::MAX_PACKET));
+    let (client, mut ev) = AsyncClient::new(o, 16);
+    let filter = format!("{root}/events/+");
+    loop {
+        let polled = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = ev.poll() => p,
+        };
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = String::from_utf8_lossy(&p.topic);
+                let kind = topic.rsplit('/').next().unwrap_or_default();
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) {
+                    if let Some(line) = event_line(kind, &v) {
+                        say(&line);
+                    }
+                }
+            }
+            Ok(_) => {}
+            // The broker is still starting, or going away: try again shortly.
+            Err(_) => tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            },
+        }
+    }
+}
+
 /// Pair each simulated lock through the gateway's own `locks/pair`, once the API answers.
 async fn pair_locks(cfg: Config, stop: CancellationToken) {
     let Some(m) = &cfg.mqtt else { return };
@@ -329,7 +413,8 @@ fn intro(opts: &DemoOptions, tty: &str, cfg_path: &Path, cfg: &Config) -> String
          \x20 \"unit\":   \"5C\"      -> \"4B\"        moves the keys: 4B granted before 5C revoked\n\
          \x20 \"status\": \"current\" -> \"past\"      revokes every key\n\
          \n\
-         Credentials landing on the panels and locks show below (never a PIN or card number).\n",
+         Suggestions, decisions and the credentials landing on the panels and locks show\n\
+         below (residents, ids and formats; never a PIN or card number).\n",
         panels.join(", "),
         LOCKS.join(", "),
         cfg.store.path.display(),
@@ -402,6 +487,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), D
         }
     });
     tasks.spawn(pair_locks(cfg.clone(), stop.clone()));
+    tasks.spawn(watch_events(cfg.clone(), stop.clone()));
     tasks.close();
 
     say(&intro(&opts, &tty, &cfg_path, &cfg));
@@ -427,6 +513,30 @@ mod tests {
         let v: toml::Value = s.parse().unwrap();
         assert_eq!(v["osdp"]["buses"][0]["panels"].as_array().unwrap().len(), 2);
         assert_eq!(v["nuki"]["locks"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn events_become_short_lines_with_ids_and_residents_only() {
+        let created = serde_json::json!({"type": "suggestion_created", "suggestion": {
+            "id": "s000003", "action": "grant", "key": "unit:4B", "key_name": "Unit 4B",
+            "resident_id": "t-100", "resident_name": "Ana Diaz", "color": "green"}});
+        assert_eq!(
+            event_line("suggestion_created", &created).unwrap(),
+            "suggestion s000003: grant Unit 4B for Ana Diaz (t-100), green"
+        );
+        let idle = serde_json::json!({"device": "lock-4b", "upserts": 0, "deletes": 0});
+        assert_eq!(event_line("access_applied", &idle), None);
+        let wrote = serde_json::json!({"device": "lock-4b", "upserts": 1, "deletes": 0});
+        assert_eq!(
+            event_line("access_applied", &wrote).unwrap(),
+            "device lock-4b: holds its desired set now (1 written, 0 removed)"
+        );
+        let decided = serde_json::json!({"id": "s000003", "state": "applied", "actor": "ann"});
+        assert_eq!(
+            event_line("suggestion_decided", &decided).unwrap(),
+            "suggestion s000003: applied by ann"
+        );
+        assert_eq!(event_line("guard_tripped", &decided), None);
     }
 
     #[test]

@@ -344,6 +344,11 @@ async fn editing_the_demo_roster_walks_a_resident_from_future_to_current_to_anot
     assert_eq!(r["status"], "ok", "{r}");
     let grants = pending_of(&mut probe, "t-101", 3).await;
     approve(&mut probe, "walk-1", &grants).await;
+    // It tells the story: the suggestion, its approval, then the credential on the device.
+    demo.wait_for_line("suggestion …: grant Unit 5C for Ben Okafor (t-101), green")
+        .await;
+    demo.wait_for_line(&format!("suggestion {}: applied by ann", grants[0]))
+        .await;
     demo.wait_for_line("lock lock-5c: keypad code … for resident t-101 added (valid from …)")
         .await;
     demo.wait_for_line("panel panel-lobby: record … added (PIN, 6 digits, doors 0b11, …)")
