@@ -402,3 +402,83 @@ async fn authorizations_can_be_added_listed_and_removed() {
     assert_eq!(listed, vec!["leasegate"]);
     link.disconnect().await;
 }
+
+/// The same writer on the in-process simulated lock (the demo's connector): no BlueZ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_found_its_lock_unpaired_writes_at_once_when_the_lock_is_paired() {
+    use leasegate::config::nuki::{LockAddress, LockConfig, NukiConfig};
+    use leasegate::lock::{
+        pair_lock_with, run_lock_with, Connector, SimulatedLock, SimulatedLocks,
+    };
+    use leasegate_nuki::{PinWidth, SecurityPin};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("nuki.pin"), format!("{SECURITY_PIN}\n")).unwrap();
+    let nuki = NukiConfig {
+        command_timeout: Duration::from_millis(200),
+        secrets_base: dir.path().to_path_buf(),
+        locks: vec![LockConfig {
+            device: DEVICE.into(),
+            address: LockAddress::Name("Simulated Nuki".into()),
+            security_pin_file: Some("nuki.pin".into()),
+            pin_width: 16,
+        }],
+        ..NukiConfig::default()
+    };
+    let locks = SimulatedLocks::default();
+    let lock = locks.add(SimulatedLock::new(
+        DEVICE,
+        SecurityPin::new(SECURITY_PIN, PinWidth::U16).unwrap(),
+    ));
+    lock.lock().unwrap().set_pairing_mode(true);
+    let connector = Connector::Simulated(locks);
+    let port = MemPort::new(TZ);
+    port.set(&[("r1", "345678", from())]);
+    let mut events = port.events.subscribe();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_lock_with(
+        nuki.clone(),
+        nuki.locks[0].clone(),
+        port.clone(),
+        cancel.clone(),
+        connector.clone(),
+    ));
+    // Not paired: an operator must act, so the writer does not retry on its own.
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the writer reports")
+            .unwrap();
+        if let Event::DeviceWriteFailed {
+            error, retryable, ..
+        } = e
+        {
+            assert!(error.contains("not paired"), "{error}");
+            assert!(!retryable);
+            break;
+        }
+    }
+    pair_lock_with(&nuki, DEVICE, &port, &connector)
+        .await
+        .expect("pairing the simulated lock");
+    // Nothing changed in the outbox: only pairing can have woken the writer.
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the code lands soon after pairing, not at the next read-back")
+            .unwrap();
+        if let Event::AccessApplied { generation, .. } = e {
+            assert_eq!(generation, 1);
+            break;
+        }
+    }
+    let codes = lock.lock().unwrap().codes();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0].code.expose(), 345678);
+    assert_eq!(codes[0].name, "lg r1");
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("writer stops on cancel")
+        .unwrap();
+}
