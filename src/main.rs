@@ -230,7 +230,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
                 let opts = leasegate::demo::DemoOptions { dir, mqtt_port };
-                leasegate::demo::run(opts, shutdown).await
+                leasegate::demo::run(opts, shutdown)
+                    .await
+                    .map_err(|e| match e {
+                        // Exit 64 like every other bad config.
+                        leasegate::demo::DemoError::Config(c) => anyhow::Error::from(c),
+                        other => anyhow::Error::from(other),
+                    })
             })?;
             Ok(ExitCode::SUCCESS)
         }
