@@ -19,8 +19,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use https::{Reply, TestServer};
 use leasegate::config::Config;
 use leasegate::core::{
-    Action, Alert, Grant, Hold, KeyId, Override, PmsStatus, Resident, ResidentId, Snapshot,
-    Suggestion, SuggestionId, World,
+    Action, Alert, Hold, Override, PmsStatus, Resident, ResidentId, Snapshot, Suggestion,
+    SuggestionId, World,
 };
 use leasegate::gateway::{wall_clock, Gateway};
 use leasegate::pms::{BuildiumSource, FetchRequest, PmsError, RosterSource};
@@ -125,7 +125,7 @@ async fn sync_and_record(gw: &mut Gateway, source: &dyn RosterSource) -> Result<
 #[derive(Debug, PartialEq)]
 struct Access {
     residents: BTreeMap<ResidentId, Resident>,
-    grants: BTreeMap<ResidentId, BTreeMap<KeyId, Grant>>,
+    grants: leasegate::core::Grants,
     pending: BTreeMap<SuggestionId, Suggestion>,
     overrides: BTreeMap<ResidentId, Override>,
     next_seq: u64,

@@ -299,14 +299,13 @@ fn inspect(store: &Store) -> Inspection {
         assert_eq!(&r.id, id);
         seen(&mut parts, k9_n(id), "residents");
     }
-    for (rid, keys) in &world.grants {
-        for (kid, g) in keys {
-            if k9_n(rid).is_some()
-                && k9_n(rid) == k9_n(kid)
-                && g.suggestion == k9_n(kid).map(k9_history)
-            {
-                seen(&mut parts, k9_n(rid), "grants");
-            }
+    for g in world.grants.values() {
+        let (rid, kid) = (&g.resident_id, &g.key_id);
+        if k9_n(rid).is_some()
+            && k9_n(rid) == k9_n(kid)
+            && g.suggestion == k9_n(kid).map(k9_history)
+        {
+            seen(&mut parts, k9_n(rid), "grants");
         }
     }
     for id in world.pending.keys() {

@@ -18,26 +18,24 @@ pub type DeviceSet = BTreeMap<ResidentId, DoorAccess>;
 /// The desired credential set of every device that serves at least one granted door.
 pub fn desired_all(world: &World) -> BTreeMap<DeviceId, DeviceSet> {
     let mut out: BTreeMap<DeviceId, DeviceSet> = BTreeMap::new();
-    for grants in world.grants.values() {
-        for g in grants.values() {
-            let Some(key) = world.index().key(&g.key_id) else {
-                continue; // a key removed from the site grants nothing
+    for g in world.grants.values() {
+        let Some(key) = world.index().key(&g.key_id) else {
+            continue; // a key removed from the site grants nothing
+        };
+        for door in &key.doors {
+            let Some(dev) = world.index().device_of(door) else {
+                continue;
             };
-            for door in &key.doors {
-                let Some(dev) = world.index().device_of(door) else {
-                    continue;
-                };
-                let doors = out
-                    .entry(dev.clone())
-                    .or_default()
-                    .entry(g.resident_id.clone())
-                    .or_default();
-                // Two keys opening one door: the earlier start wins.
-                doors
-                    .entry(door.clone())
-                    .and_modify(|t| *t = (*t).min(g.valid_from))
-                    .or_insert(g.valid_from);
-            }
+            let doors = out
+                .entry(dev.clone())
+                .or_default()
+                .entry(g.resident_id.clone())
+                .or_default();
+            // Two keys opening one door: the earlier start wins.
+            doors
+                .entry(door.clone())
+                .and_modify(|t| *t = (*t).min(g.valid_from))
+                .or_insert(g.valid_from);
         }
     }
     out

@@ -23,7 +23,7 @@ pub use desired::{desired_all, desired_for, DeviceSet, DoorAccess};
 pub use plan::{effective_standing, plan, EvictionPolicy, Guard, Policy, RosterEntry, Snapshot};
 pub use site::{unit_key_id, KeyDef, Site, SiteIndex};
 pub use types::*;
-pub use world::{AuditEntry, Change, Snap, Transition, World};
+pub use world::{AuditEntry, Change, Grants, Snap, Transition, World};
 
 /// Why the rules refused a request. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -341,10 +341,7 @@ impl Store {
         for kv in self.grants.iter() {
             let (k, v) = kv?;
             let g: crate::core::Grant = dec(GRANTS, &k, &v)?;
-            w.grants
-                .entry(g.resident_id.clone())
-                .or_default()
-                .insert(g.key_id.clone(), g);
+            w.grants.insert(g);
         }
         for kv in self.pending.iter() {
             let (k, v) = kv?;
