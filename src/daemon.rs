@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::core::{SuggestionState, Timestamp};
 use crate::gateway::{Gateway, GatewayError};
+use crate::lock::link::Connector;
 use crate::outbox::SharedGateway;
 use crate::pms::{self, FetchRequest, RosterSource};
 use crate::store::StoreError;
@@ -41,6 +42,7 @@ pub enum DaemonError {
 struct LockPairer {
     nuki: crate::config::nuki::NukiConfig,
     outbox: crate::outbox::Outbox,
+    connector: Connector,
 }
 
 impl crate::mqtt::LockPairing for LockPairer {
@@ -49,7 +51,7 @@ impl crate::mqtt::LockPairing for LockPairer {
         device: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            crate::lock::pair_lock(&self.nuki, device, &self.outbox)
+            crate::lock::writer::pair_lock_with(&self.nuki, device, &self.outbox, &self.connector)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -153,12 +155,38 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), DaemonE
 /// How long tasks get to finish after SIGTERM before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// What code, never a config file, can add to a run.
+#[derive(Clone, Debug, Default)]
+pub struct RunExtras {
+    /// Starts a sync at once (the MQTT `sync/now` holds one too).
+    pub trigger: SyncTrigger,
+    /// How the lock writers reach their locks: BLE, or the demo's simulated locks.
+    pub lock_connector: Connector,
+}
+
 /// Run until `shutdown` is cancelled; `trigger` starts a sync at once.
 pub async fn run_with_trigger(
     cfg: Config,
     shutdown: CancellationToken,
     trigger: SyncTrigger,
 ) -> Result<(), DaemonError> {
+    let extras = RunExtras {
+        trigger,
+        ..RunExtras::default()
+    };
+    run_with(cfg, shutdown, extras).await
+}
+
+/// Run until `shutdown` is cancelled, with what `extras` adds.
+pub async fn run_with(
+    cfg: Config,
+    shutdown: CancellationToken,
+    extras: RunExtras,
+) -> Result<(), DaemonError> {
+    let RunExtras {
+        trigger,
+        lock_connector,
+    } = extras;
     let gateway: Option<SharedGateway> = match Gateway::open(&cfg) {
         Ok(g) => Some(Arc::new(tokio::sync::Mutex::new(g))),
         Err(GatewayError::Store(e @ StoreError::Quarantined { .. })) => {
@@ -184,7 +212,7 @@ pub async fn run_with_trigger(
         _ => None,
     };
     if let Some(outbox) = &outbox {
-        supervise_devices(&supervisor, &cfg, outbox);
+        supervise_devices(&supervisor, &cfg, outbox, &lock_connector);
     }
     if let Some(m) = &cfg.mqtt {
         if m.embedded {
@@ -192,16 +220,17 @@ pub async fn run_with_trigger(
         }
         tracing::info!(broker = %m.url, topics = %crate::mqtt::Topics::new(&m.base_topic, &cfg.site.id).root(), "MQTT API starting");
         let planner: Arc<dyn RosterSource> = Arc::from(pms::from_config(&cfg)?);
-        let (cfg, gateway, trigger, outbox, events) = (
+        let (cfg, gateway, trigger, outbox, events, connector) = (
             Arc::new(cfg.clone()),
             gateway.clone(),
             trigger.clone(),
             outbox.clone(),
             events.clone(),
+            lock_connector.clone(),
         );
         let stop = supervisor.stop_token();
         supervisor.spawn("mqtt", move || {
-            let (cfg, gateway, trigger, planner, outbox, events, stop) = (
+            let (cfg, gateway, trigger, planner, outbox, events, stop, connector) = (
                 cfg.clone(),
                 gateway.clone(),
                 trigger.clone(),
@@ -209,6 +238,7 @@ pub async fn run_with_trigger(
                 outbox.clone(),
                 events.clone(),
                 stop.clone(),
+                connector.clone(),
             );
             async move {
                 // Fresh receivers on every start: a restarted API sees what happens from now,
@@ -226,6 +256,7 @@ pub async fn run_with_trigger(
                         Arc::new(LockPairer {
                             nuki: cfg.nuki.clone(),
                             outbox: o,
+                            connector,
                         }) as Arc<dyn crate::mqtt::LockPairing>
                     }),
                 };
@@ -243,6 +274,7 @@ pub async fn run_with_trigger(
             }
         });
     }
+    release_freed_memory(); // loading the world parses every record once
     notify_ready();
     let result = tokio::select! {
         r = sync_loop(&cfg, gateway.as_ref(), source.as_ref(), &shutdown, &trigger) => r,
@@ -258,7 +290,12 @@ pub async fn run_with_trigger(
 
 /// One supervised writer per OSDP bus and per lock: a bus or lock that fails never stops the
 /// others, and none of them can change what the store says.
-fn supervise_devices(supervisor: &Supervisor, cfg: &Config, outbox: &crate::outbox::Outbox) {
+fn supervise_devices(
+    supervisor: &Supervisor,
+    cfg: &Config,
+    outbox: &crate::outbox::Outbox,
+    connector: &Connector,
+) {
     for bus in &cfg.osdp.buses {
         tracing::info!(tty = %bus.tty.display(), panels = bus.panels.len(), "panel writer starting");
         let (osdp, bus, outbox, stop) = (
@@ -294,15 +331,21 @@ fn supervise_devices(supervisor: &Supervisor, cfg: &Config, outbox: &crate::outb
     }
     for lock in &cfg.nuki.locks {
         tracing::info!(device = %lock.device, "lock writer starting");
-        let (nuki, lock, outbox, stop) = (
+        let (nuki, lock, outbox, stop, connector) = (
             cfg.nuki.clone(),
             lock.clone(),
             outbox.clone(),
             supervisor.stop_token(),
+            connector.clone(),
         );
         supervisor.spawn(format!("lock {}", lock.device), move || {
-            let run =
-                crate::lock::run_lock(nuki.clone(), lock.clone(), outbox.clone(), stop.clone());
+            let run = crate::lock::writer::run_lock_with(
+                nuki.clone(),
+                lock.clone(),
+                outbox.clone(),
+                stop.clone(),
+                connector.clone(),
+            );
             async move {
                 // The writer turns every lock fault into an event and a retry; it returns
                 // only when stopped.
@@ -374,7 +417,10 @@ async fn sync_loop(
             }
         };
         match result {
-            Ok(()) => next = schedule.succeeded(&request),
+            Ok(()) => {
+                next = schedule.succeeded(&request);
+                release_freed_memory();
+            }
             Err(failure) => {
                 let jitter = rand::thread_rng().gen_range(-0.2..=0.2);
                 next = schedule.failed(failure.retry_after, jitter);
@@ -488,6 +534,17 @@ pub fn apply_snapshot(
         tracing::warn!(alert = ?a, "alert");
     }
     Ok(())
+}
+
+/// Give memory freed after a sync back to the OS. A first sync of 10,000 residents peaks at
+/// hundreds of MB (one sled transaction holds all of it), and glibc keeps freed heap for
+/// reuse, so without this the gateway would sit at its peak on a 1 GB Pi for good.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn notify_ready() {

@@ -50,8 +50,6 @@ pub enum DemoError {
     Pty(String),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigErrors),
-    #[error("another connector is already installed in this process")]
-    Connector,
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
 }
@@ -478,9 +476,6 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), D
         locks.add(lock);
     }
     drop(tx);
-    if !Connector::Simulated(locks).install_for_process() {
-        return Err(DemoError::Connector);
-    }
     tasks.spawn(async move {
         while let Some(c) = changes.recv().await {
             say(&c.to_string());
@@ -491,7 +486,11 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<(), D
     tasks.close();
 
     say(&intro(&opts, &tty, &cfg_path, &cfg));
-    let result = crate::daemon::run(cfg, shutdown.clone()).await;
+    let extras = crate::daemon::RunExtras {
+        lock_connector: Connector::Simulated(locks),
+        ..Default::default()
+    };
+    let result = crate::daemon::run_with(cfg, shutdown.clone(), extras).await;
     stop.cancel();
     // The lock printer ends when the writers (and their connector's locks) are gone; the
     // others stop on the token. None of them holds anything that needs saving.

@@ -3,11 +3,11 @@
 //!
 //! Production connects over BLE ([`BleLock`], btleplug). The demo connects to in-process
 //! [`SimulatedLocks`](super::sim::SimulatedLocks) that speak the same encrypted frames; a
-//! config file cannot choose them, only code can (see [`Connector::install_for_process`]).
+//! config file cannot choose them, only code can (`daemon::run_with` with a
+//! [`Connector`] in its `RunExtras`).
 //! Both run the same protocol code below, so the writer cannot tell them apart.
 
 use std::future::Future;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use leasegate_nuki::frame::{self, Framing};
@@ -181,8 +181,6 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-static PROCESS_CONNECTOR: OnceLock<Connector> = OnceLock::new();
-
 impl Connector {
     /// Find and connect to `lock`.
     pub async fn connect(
@@ -197,19 +195,5 @@ impl Connector {
                 .map(LockLink::Simulated)
                 .ok_or_else(|| LockError::NotFound(format!("simulated lock {}", lock.device))),
         }
-    }
-
-    /// What [`run_lock`](super::run_lock), [`run_locks`](super::run_locks) and
-    /// [`pair_lock`](super::pair_lock) connect through: BLE, unless this process installed
-    /// another connector in code.
-    pub fn for_process() -> Connector {
-        PROCESS_CONNECTOR.get().cloned().unwrap_or_default()
-    }
-
-    /// Make every writer and pairing of this process connect through `self` (the demo does
-    /// this before `daemon::run`, which starts the writers). Once per process; `false` if a
-    /// connector was already installed. Nothing in a config file reaches this.
-    pub fn install_for_process(self) -> bool {
-        PROCESS_CONNECTOR.set(self).is_ok()
     }
 }

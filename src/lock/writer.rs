@@ -215,9 +215,9 @@ pub struct LockWriter<P: LockPort> {
 }
 
 impl<P: LockPort> LockWriter<P> {
-    /// A writer that connects the way this process does ([`Connector::for_process`]: BLE).
+    /// A writer that connects over BLE.
     pub fn new(nuki: NukiConfig, lock: LockConfig, port: P) -> Self {
-        Self::with_connector(nuki, lock, port, Connector::for_process())
+        Self::with_connector(nuki, lock, port, Connector::Ble)
     }
 
     pub fn with_connector(
@@ -623,7 +623,7 @@ pub async fn run_lock<P: LockPort>(
     port: P,
     cancel: CancellationToken,
 ) {
-    run_lock_with(nuki, lock, port, cancel, Connector::for_process()).await
+    run_lock_with(nuki, lock, port, cancel, Connector::Ble).await
 }
 
 /// [`run_lock`] through a given connector.
@@ -725,7 +725,7 @@ pub async fn run_lock_with<P: LockPort>(
 
 /// One writer task per configured lock; returns when `cancel` fires and all have stopped.
 pub async fn run_locks<P: LockPort>(nuki: NukiConfig, port: P, cancel: CancellationToken) {
-    run_locks_with(nuki, port, cancel, Connector::for_process()).await
+    run_locks_with(nuki, port, cancel, Connector::Ble).await
 }
 
 /// [`run_locks`] through a given connector.
@@ -756,7 +756,7 @@ pub async fn pair_lock<P: LockPort>(
     device: &str,
     port: &P,
 ) -> Result<(), LockError> {
-    pair_lock_with(nuki, device, port, &Connector::for_process()).await
+    pair_lock_with(nuki, device, port, &Connector::Ble).await
 }
 
 /// [`pair_lock`] through a given connector.
