@@ -360,7 +360,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     "panel-sim: OSDP PD at address {address} on {}",
                     tty.display()
                 );
-                leasegate::panel::sim::run(port, settings, Default::default(), shutdown).await?;
+                // A store as large as the settings say (a default one holds nothing: every
+                // upsert would be answered FULL).
+                let db = leasegate::panel::sim::SharedDb::new(
+                    leasegate_osdp::profile::PanelDb::new(settings.capacity).into(),
+                );
+                leasegate::panel::sim::run(port, settings, db, shutdown).await?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
