@@ -23,8 +23,11 @@
 //! - [`lock`]: Nuki locks over BLE with btleplug (frames and crypto in `leasegate-nuki`),
 //!   pairing and the lock writer.
 //! - [`daemon`]: `run(config, shutdown)`: the sync loop (complete and incremental fetches,
-//!   backoff, a "sync now" trigger, watchdog) and the tasks beside it (MQTT, writers), all
-//!   stopped within a grace period on shutdown.
+//!   backoff, a "sync now" trigger, watchdog) and the adapters beside it (MQTT, one writer
+//!   per bus and per lock), all stopped within a grace period on shutdown.
+//! - [`supervisor`]: restarts a failed or panicked adapter with backoff, retries device
+//!   faults for as long as they last, and gives up (the process exits) only on repeated
+//!   crashes.
 //! - [`report`]: the JSON that `plan` and `sync --once` print.
 //! - [`demo`]: `leasegate demo`, the whole gateway on simulated panels and locks.
 
