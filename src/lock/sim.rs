@@ -924,13 +924,19 @@ mod tests {
             key: SharedKey::from_bytes([3; 32]),
         };
         let e = exchange_once(&mut link, &stranger, Op::States, &pin()).await;
-        assert!(matches!(e, Err(LockError::Timeout(d)) if d == SILENCE), "{e:?}");
+        assert!(
+            matches!(e, Err(LockError::Timeout(d)) if d == SILENCE),
+            "{e:?}"
+        );
         let unknown = Session {
             auth_id: 999,
             key: s.key.clone(),
         };
         let e = exchange_once(&mut link, &unknown, Op::States, &pin()).await;
-        assert!(matches!(e, Err(LockError::Timeout(d)) if d == SILENCE), "{e:?}");
+        assert!(
+            matches!(e, Err(LockError::Timeout(d)) if d == SILENCE),
+            "{e:?}"
+        );
     }
 
     #[test]
