@@ -32,6 +32,10 @@ impl GatewayError {
     }
 }
 
+/// A commit of at least this many records (changes and audit entries) is followed by
+/// reopening the store: the first sync of a roster, or approving hundreds at once.
+const BULK_RECORDS: usize = 5_000;
+
 pub struct Gateway {
     store: Store,
     world: World,
@@ -55,7 +59,11 @@ pub struct Touched {
 impl Gateway {
     /// Open the store, seeding a new one from the site file and the configured mode.
     pub fn open(cfg: &Config) -> Result<Gateway, GatewayError> {
-        let (store, mut world, fresh) = Store::open_world(&cfg.store.path)?;
+        let (mut store, mut world, fresh) = Store::open_world(&cfg.store.path)?;
+        if world.residents.len() + world.grants.len() + world.pending.len() >= BULK_RECORDS {
+            // Reading every record paged the whole store into sled's cache.
+            store.reopen()?;
+        }
         if fresh {
             let site = seed_site(cfg)?;
             let now = wall_clock();
@@ -170,7 +178,33 @@ impl Gateway {
                 tracing::error!(error = %e, "could not assign PINs to new key holders");
             }
         }
+        self.settle_memory_after(t.changes.len() + t.audit.len());
         Ok(t)
+    }
+
+    /// After a bulk commit, close and reopen the store so that sled hands back the pages
+    /// the transaction left in memory (see [`Store::reopen`]). The world in memory is
+    /// already what the store holds, so nothing is read back.
+    fn settle_memory_after(&mut self, records: usize) {
+        if records < BULK_RECORDS {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self.store.reopen() {
+            Ok(()) => {
+                crate::daemon::release_freed_memory();
+                tracing::info!(
+                    records,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "reopened the store after a bulk commit, to hand back sled's memory"
+                );
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "could not reopen the store after a bulk commit; nothing more is written \
+                 until leasegate is restarted"
+            ),
+        }
     }
 
     /// What a sync of this snapshot would do, without doing it.

@@ -1371,3 +1371,30 @@ fn an_unreadable_record_quarantines_the_store_when_it_is_loaded() {
         Err(StoreError::Quarantined { .. })
     ));
 }
+
+#[test]
+fn reopening_the_store_keeps_every_record_and_it_goes_on_committing() {
+    let dir = tempdir();
+    let path = dir.path().join("store");
+    let mut store = open(&path);
+    for n in 1..=40 {
+        store.commit(&k9_transition(n)).unwrap();
+    }
+    let before = inspect(&store);
+    assert_eq!(before.complete.len(), 40, "{before:?}");
+
+    store.reopen().expect("reopen");
+    let after = inspect(&store);
+    assert_eq!(after.complete, before.complete);
+    assert!(
+        after.partial.is_empty() && after.problems.is_empty(),
+        "{after:?}"
+    );
+
+    // The reopened handle writes durably like the first one, and holds sled's lock.
+    store.commit(&k9_transition(41)).unwrap();
+    assert!(matches!(Store::open(&path), Err(StoreError::Locked { .. })));
+    drop(store);
+    let again = inspect(&open(&path));
+    assert_eq!(again.complete, (1..=41).collect::<BTreeSet<u64>>());
+}
