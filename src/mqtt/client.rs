@@ -16,7 +16,7 @@ use super::api::{self, Flags, Reply, Topics};
 use super::service::{suggestion_json, Api};
 use super::MqttError;
 use crate::config::{Config, MqttConfig};
-use crate::core::{Alert, Suggestion, SuggestionId, Timestamp};
+use crate::core::{Alert, SuggestionId, Timestamp};
 use crate::events::Event as DeviceEvent;
 use crate::gateway::wall_clock;
 
@@ -26,6 +26,8 @@ pub const MAX_PACKET: u32 = 1 << 20;
 pub const SESSION_EXPIRY_S: u32 = 7 * 86_400;
 /// Requests in flight at once; the broker holds back the rest until we acknowledge.
 const RECEIVE_MAXIMUM: u16 = 64;
+/// QoS 1 publishes we keep unacknowledged at once.
+const MAX_INFLIGHT: u16 = 64;
 
 /// What the MQTT task publishes from, besides the gateway.
 pub struct Inputs {
@@ -54,6 +56,9 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttErr
     net.set_tcp_nodelay(true);
     o.set_network_options(net);
     o.set_request_channel_capacity(4096);
+    // rumqttc sizes its in-flight table by this up front: its default (65,535) is a 14 MB
+    // allocation. Brokers grant fewer anyway (Mosquitto: 20).
+    o.set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
     o.set_last_will(LastWill::new(
         topics.at("bridge/state"),
         br#"{"state":"offline"}"#.to_vec(),
@@ -379,8 +384,9 @@ struct Publisher {
     topics: Topics,
     info: Value,
     ha: Option<super::ha::Discovery>,
-    /// Each retained suggestion as last published.
-    suggestions: BTreeMap<SuggestionId, Suggestion>,
+    /// A fingerprint of each retained suggestion as last published. Not a copy: with
+    /// 10,000 residents a copy of every pending suggestion was ~10 MB of the gateway.
+    suggestions: BTreeMap<SuggestionId, u64>,
     /// Other retained topics as last published (topic suffix → payload).
     status: BTreeMap<String, String>,
     /// Suggestions announced on `events/suggestion_created` (once each, not per reconnect).
@@ -392,6 +398,15 @@ struct Publisher {
     connected: bool,
 }
 
+/// What tells two payloads of one retained topic apart (SipHash; a collision would only
+/// skip one republish of an unchanged-looking suggestion).
+fn fingerprint(payload: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
+}
+
 impl Publisher {
     fn publish(&mut self, suffix: &str, retain: bool, payload: String) {
         self.out.push((self.topics.at(suffix), retain, payload));
@@ -400,7 +415,18 @@ impl Publisher {
     /// Hand queued publishes to the client, waiting while its queue is full (a sync can
     /// create thousands of suggestions). Never called with the gateway locked.
     async fn flush(&mut self, shutdown: &CancellationToken) {
-        for (topic, retain, payload) in std::mem::take(&mut self.out) {
+        let batch = std::mem::take(&mut self.out);
+        let large = batch.len() >= 1_000;
+        self.send(batch, shutdown).await;
+        if large {
+            // Thousands of payloads (a first sync, a reconnect) were built at once; hand the
+            // freed heap back rather than sit on it.
+            crate::daemon::release_freed_memory();
+        }
+    }
+
+    async fn send(&mut self, batch: Vec<(String, bool, String)>, shutdown: &CancellationToken) {
+        for (topic, retain, payload) in batch {
             tokio::select! {
                 r = self.client.publish(topic, QoS::AtLeastOnce, retain, payload) => {
                     if let Err(e) = r {
@@ -492,19 +518,20 @@ impl Publisher {
         for id in candidates {
             match world.pending.get(&id) {
                 Some(s) => {
-                    let known = self.suggestions.get(&id);
-                    if known == Some(s) {
+                    let v = suggestion_json(world, s);
+                    let payload = v.to_string();
+                    let print = fingerprint(&payload);
+                    if self.suggestions.get(&id) == Some(&print) {
                         continue;
                     }
-                    let v = suggestion_json(world, s);
                     if self.announced.insert(id.clone()) {
                         self.event(
                             "suggestion_created",
                             json!({"type": "suggestion_created", "suggestion": v}),
                         );
                     }
-                    self.publish(&format!("suggestions/{id}"), true, v.to_string());
-                    self.suggestions.insert(id, s.clone());
+                    self.publish(&format!("suggestions/{id}"), true, payload);
+                    self.suggestions.insert(id, print);
                 }
                 None => {
                     if self.suggestions.remove(&id).is_none() {
