@@ -275,6 +275,20 @@ pub async fn run_with(
         });
     }
     release_freed_memory(); // loading the world parses every record once
+                            // Bursts (a reconnect republishing thousands of suggestions, the broker sending back
+                            // as many retained ones) free their heap in the middle of glibc's arenas, which glibc
+                            // keeps: hand it back now and then so the gateway returns to its live size.
+    let trim_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TRIM_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => release_freed_memory(),
+                _ = trim_stop.cancelled() => return,
+            }
+        }
+    });
     notify_ready();
     let result = tokio::select! {
         r = sync_loop(&cfg, gateway.as_ref(), source.as_ref(), &shutdown, &trigger) => r,
@@ -535,6 +549,9 @@ pub fn apply_snapshot(
     }
     Ok(())
 }
+
+/// How often freed heap is handed back outside of syncs.
+const TRIM_EVERY: Duration = Duration::from_secs(30);
 
 /// Give memory freed after a sync back to the OS. A first sync of 10,000 residents peaks at
 /// hundreds of MB (one sled transaction holds all of it), and glibc keeps freed heap for
