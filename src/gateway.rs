@@ -94,7 +94,10 @@ impl Gateway {
                 ..Touched::default()
             },
         };
-        gw.assign_pins(wall_clock())?;
+        // A store written before PINs were given at approval holds thousands of holders
+        // without one; their PINs are one bulk commit.
+        let pins = gw.assign_pins(wall_clock())?;
+        gw.settle_memory_after(pins);
         Ok(gw)
     }
 
@@ -114,15 +117,16 @@ impl Gateway {
         self.alerts.subscribe()
     }
 
-    /// Give a PIN to every key holder who lacks one (OS randomness).
-    fn assign_pins(&mut self, now: Timestamp) -> Result<(), GatewayError> {
+    /// Give a PIN to every resident who lacks one (OS randomness): at start, and after a
+    /// commit that grants, so that new key holders have one. Returns the records written.
+    fn assign_pins(&mut self, now: Timestamp) -> Result<usize, GatewayError> {
         let t = core::assign_missing_pins(&self.world, &mut rand::rngs::OsRng, now);
         if !t.is_empty() {
             self.store.commit(&t)?;
             self.world.apply(&t);
             self.changed.send_modify(|n| *n += 1);
         }
-        Ok(())
+        Ok(t.changes.len() + t.audit.len())
     }
 
     pub fn world(&self) -> &World {
@@ -170,15 +174,17 @@ impl Gateway {
         for a in &t.alerts {
             let _ = self.alerts.send((a.clone(), at));
         }
+        let mut pins = 0;
         if t.changes
             .iter()
             .any(|c| matches!(c, core::Change::Grant(_)))
         {
-            if let Err(e) = self.assign_pins(t.audit.last().map_or_else(wall_clock, |a| a.at)) {
-                tracing::error!(error = %e, "could not assign PINs to new key holders");
+            match self.assign_pins(t.audit.last().map_or_else(wall_clock, |a| a.at)) {
+                Ok(n) => pins = n,
+                Err(e) => tracing::error!(error = %e, "could not assign PINs to new key holders"),
             }
         }
-        self.settle_memory_after(t.changes.len() + t.audit.len());
+        self.settle_memory_after(t.changes.len() + t.audit.len() + pins);
         Ok(t)
     }
 
